@@ -1,0 +1,3 @@
+//! One module per subcommand: argument parsing and printing only.
+
+pub mod schedule;
