@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Print a learning-rate schedule per iteration (CSV or JSON) and optionally plot it.
     Schedule(cmd::schedule::Args),
+    /// Get and inspect datasets.
+    #[command(subcommand)]
+    Data(cmd::data::Command),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Schedule(args) => cmd::schedule::run(args),
+        Command::Data(cmd) => cmd::data::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,3 +47,16 @@ pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
         })
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// Prints a line to standard output, returning (not panicking on) a closed pipe.
+pub fn print_line(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")
+}
+
+/// Prints a value as pretty JSON on standard output.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    print_line(&serde_json::to_string_pretty(value)?)
+}
