@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Print a learning-rate schedule per iteration (CSV or JSON) and optionally plot it.
     Schedule(cmd::schedule::Args),
+    /// Inspect a model: parameters, FLOPs and per-layer widths.
+    Model(cmd::model::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Schedule(args) => cmd::schedule::run(args),
+        Command::Model(args) => cmd::model::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,9 +33,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         fs::rename(&tmp, path)
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
-            e
         })
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -43,9 +42,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Renames a finished temporary file into place, removing it if that fails.
 pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path)
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = fs::remove_file(tmp);
-            e
         })
         .with_context(|| format!("cannot write {}", path.display()))
 }

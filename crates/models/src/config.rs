@@ -130,7 +130,7 @@ pub struct DenseNetConfig {
 impl ModelConfig {
     /// An unpruned CIFAR ResNet of the given depth (6n+2).
     pub fn resnet(depth: usize, num_classes: usize, in_channels: usize) -> Result<Self> {
-        if depth < 8 || (depth - 2) % 6 != 0 {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
             return Err(Error::Config(format!(
                 "ResNet depth must be 6n+2 with n >= 1, got {depth}"
             )));
@@ -170,7 +170,7 @@ impl ModelConfig {
         num_classes: usize,
         in_channels: usize,
     ) -> Result<Self> {
-        if depth < 7 || (depth - 4) % 3 != 0 {
+        if depth < 7 || !(depth - 4).is_multiple_of(3) {
             return Err(Error::Config(format!(
                 "DenseNet depth must be 3n+4 with n >= 1, got {depth}"
             )));
@@ -225,8 +225,9 @@ impl ModelConfig {
                     .iter()
                     .filter(|i| matches!(i, VggItem::Conv(_)))
                     .count();
-                // Conv layers plus the two linear layers, as VGG names count them.
-                format!("vgg{}", convs + 2)
+                // The name counts ImageNet VGG's 13 convs + 3 linear layers; the CIFAR variant
+                // keeps "VGG-16" though its classifier has two linear layers.
+                format!("vgg{}", convs + 3)
             }
             Self::DenseNet(c) => format!("densenet{}", c.depth),
         };
@@ -281,7 +282,7 @@ impl ModelConfig {
         }
         match self {
             Self::ResNet(c) => {
-                if c.depth < 8 || (c.depth - 2) % 6 != 0 {
+                if c.depth < 8 || !(c.depth - 2).is_multiple_of(6) {
                     return bad(format!(
                         "ResNet depth must be 6n+2 with n >= 1, got {}",
                         c.depth
@@ -319,12 +320,12 @@ impl ModelConfig {
                 if c.cfg.last() == Some(&VggItem::MaxPool) {
                     return bad("VGG layout must end with a conv layer".into());
                 }
-                if c.cfg.iter().any(|i| *i == VggItem::Conv(0)) || c.classifier_width == 0 {
+                if c.cfg.contains(&VggItem::Conv(0)) || c.classifier_width == 0 {
                     return bad("VGG widths must be at least 1".into());
                 }
             }
             Self::DenseNet(c) => {
-                if c.depth < 7 || (c.depth - 4) % 3 != 0 {
+                if c.depth < 7 || !(c.depth - 4).is_multiple_of(3) {
                     return bad(format!(
                         "DenseNet depth must be 3n+4 with n >= 1, got {}",
                         c.depth

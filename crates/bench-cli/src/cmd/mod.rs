@@ -1,3 +1,4 @@
 //! One module per subcommand: argument parsing and printing only.
 
+pub mod model;
 pub mod schedule;
