@@ -292,4 +292,59 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn detached_shortcut_keeps_the_forward_and_cuts_the_identity_gradient() {
+        let config = ModelConfig::resnet(8, 10, 3).unwrap();
+        let mut detached = config.clone();
+        if let ModelConfig::ResNet(r) = &mut detached {
+            r.detach_shortcut = true;
+        }
+        let tensors = Model::init(&config, 9, &Device::Cpu)
+            .unwrap()
+            .tensors()
+            .unwrap();
+        let input =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap())
+                .unwrap();
+        let run = |c: &ModelConfig| {
+            let m = Model::from_tensors(c, tensors.clone(), &Device::Cpu).unwrap();
+            let y = m.forward_t(input.as_tensor(), false).unwrap();
+            let g = y.sum_all().unwrap().backward().unwrap();
+            let gx = g.get(input.as_tensor()).unwrap().flatten_all().unwrap();
+            (
+                y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                gx.to_vec1::<f32>().unwrap(),
+            )
+        };
+        let (y_full, g_full) = run(&config);
+        let (y_cut, g_cut) = run(&detached);
+        assert_eq!(y_full, y_cut);
+        assert_ne!(g_full, g_cut);
+    }
+
+    #[test]
+    fn resnet_linear_keeps_pytorch_default_init() {
+        let config = ModelConfig::resnet(20, 10, 3).unwrap();
+        let t = init_tensors(&config, 4, &Device::Cpu).unwrap();
+        let w = t["fc.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = t["fc.bias"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // uniform(-1/sqrt(64), 1/sqrt(64)) for both.
+        assert!(w.iter().chain(&b).all(|v| v.abs() <= 0.125));
+        assert!(w.iter().any(|v| v.abs() > 0.1));
+        let bn = t["layer3.2.bn2.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(bn.iter().all(|&v| v == 1.0));
+    }
 }
