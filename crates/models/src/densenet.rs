@@ -40,7 +40,7 @@ impl DenseNet {
     /// Builds the network from tensors named as the reference `state_dict`: `conv1.weight`,
     /// `dense{b}.{i}.bn1.*`, `dense{b}.{i}.conv1.weight`, `trans{t}.bn1.*`, `trans{t}.conv1.weight`,
     /// `bn.*`, `fc.*`.
-    pub fn new(config: &DenseNetConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(config: &DenseNetConfig, vb: VarBuilder) -> Result<Self> {
         let n = config.layer_widths.len() / 3;
         let conv1 = conv2d(&vb.pp("conv1"), config.in_channels, config.stem_width, 3, 1)?;
         let mut channels = config.stem_width;

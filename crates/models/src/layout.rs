@@ -219,7 +219,8 @@ fn conv(
         out_channels: cout,
         kernel,
         stride,
-        output_size: (in_size + 2 * pad - kernel) / stride + 1,
+        // Saturating: an unvalidated config (too many pools) must not panic here.
+        output_size: (in_size + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1,
     }
 }
 
@@ -329,7 +330,7 @@ fn densenet_layers(c: &DenseNetConfig) -> Vec<Layer> {
         }
         if block < 2 {
             let p = format!("trans{}", block + 1);
-            let out = c.transition_widths[block];
+            let out = c.transition_widths.get(block).copied().unwrap_or(channels);
             layers.push(bn(format!("{p}.bn1"), channels));
             layers.push(conv(format!("{p}.conv1"), channels, out, 1, 1, size));
             channels = out;

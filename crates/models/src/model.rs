@@ -29,7 +29,8 @@ pub enum Network {
 }
 
 impl Network {
-    /// Builds the network for `config`, fetching every tensor by its PyTorch name from `vb`.
+    /// Builds the network for `config` (validated first), fetching every tensor by its PyTorch
+    /// name from `vb`.
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
         Ok(match config {

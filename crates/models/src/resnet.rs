@@ -29,7 +29,7 @@ struct BasicBlock {
 impl ResNet {
     /// Builds the network from tensors named as the reference `state_dict` (`conv1.weight`,
     /// `layer1.0.bn1.running_mean`, `fc.bias`, ...).
-    pub fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
         let n = config.block_widths.len() / 3;
         let conv1 = conv2d(
             &vb.pp("conv1"),

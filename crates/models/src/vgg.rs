@@ -25,7 +25,7 @@ impl Vgg {
     /// Builds the network from tensors named as the reference `state_dict`: `feature.{i}.weight`
     /// with the `nn.Sequential` indices (conv, BN, ReLU take one index each, a max-pool one),
     /// then `classifier.0` (linear), `classifier.1` (BatchNorm1d), `classifier.3` (linear).
-    pub fn new(config: &VggConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(config: &VggConfig, vb: VarBuilder) -> Result<Self> {
         let mut features = Vec::with_capacity(config.cfg.len());
         let mut cin = config.in_channels;
         let mut idx = 0;
