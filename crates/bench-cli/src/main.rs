@@ -26,6 +26,8 @@ enum Command {
     /// Get and inspect datasets.
     #[command(subcommand)]
     Data(cmd::data::Command),
+    /// Inspect a model: parameters, FLOPs and per-layer widths.
+    Model(cmd::model::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schedule(args) => cmd::schedule::run(args),
         Command::Data(cmd) => cmd::data::run(cmd),
+        Command::Model(args) => cmd::model::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! One module per subcommand: argument parsing and printing only.
 
 pub mod data;
+pub mod model;
 pub mod schedule;

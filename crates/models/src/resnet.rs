@@ -1,0 +1,104 @@
+//! CIFAR ResNet with BasicBlocks, as `l1-norm-pruning/models/resnet.py` of Liu et al.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
+
+use crate::config::{RESNET_STAGE_WIDTHS, ResNetConfig};
+use crate::layers::{batch_norm, conv_bn_relu, conv2d, linear};
+
+/// A CIFAR ResNet built from a [`ResNetConfig`].
+#[derive(Clone, Debug)]
+pub struct ResNet {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    blocks: Vec<BasicBlock>,
+    fc: Linear,
+}
+
+#[derive(Clone, Debug)]
+struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    /// Output channels when the block changes shape: the shortcut pools and pads to them.
+    downsample_to: Option<usize>,
+    detach_shortcut: bool,
+}
+
+impl ResNet {
+    /// Builds the network from tensors named as the reference `state_dict` (`conv1.weight`,
+    /// `layer1.0.bn1.running_mean`, `fc.bias`, ...).
+    pub(crate) fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        let n = config.block_widths.len() / 3;
+        let conv1 = conv2d(
+            &vb.pp("conv1"),
+            config.in_channels,
+            RESNET_STAGE_WIDTHS[0],
+            3,
+            1,
+        )?;
+        let bn1 = batch_norm(&vb.pp("bn1"), RESNET_STAGE_WIDTHS[0])?;
+        let mut blocks = Vec::with_capacity(3 * n);
+        let mut inplanes = RESNET_STAGE_WIDTHS[0];
+        for (stage, &planes) in RESNET_STAGE_WIDTHS.iter().enumerate() {
+            for i in 0..n {
+                let width = config.block_widths[stage * n + i];
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let vb = vb.pp(format!("layer{}.{i}", stage + 1));
+                // The reference attaches `downsample` where `stride != 1 or inplanes != planes`.
+                let downsample_to = (stride != 1 || inplanes != planes).then_some(planes);
+                blocks.push(BasicBlock {
+                    conv1: conv2d(&vb.pp("conv1"), inplanes, width, 3, stride)?,
+                    bn1: batch_norm(&vb.pp("bn1"), width)?,
+                    conv2: conv2d(&vb.pp("conv2"), width, planes, 3, 1)?,
+                    bn2: batch_norm(&vb.pp("bn2"), planes)?,
+                    downsample_to,
+                    detach_shortcut: config.detach_shortcut,
+                });
+                inplanes = planes;
+            }
+        }
+        let fc = linear(&vb.pp("fc"), inplanes, config.num_classes)?;
+        Ok(Self {
+            conv1,
+            bn1,
+            blocks,
+            fc,
+        })
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = conv_bn_relu(&self.conv1, &self.bn1, x, train)?;
+        for block in &self.blocks {
+            x = block.forward_t(&x, train)?;
+        }
+        // nn.AvgPool2d(8) on the 8x8 map of a 32x32 input.
+        let x = x.avg_pool2d(8)?.flatten_from(1)?;
+        self.fc.forward(&x)
+    }
+}
+
+impl ModuleT for BasicBlock {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let out = conv_bn_relu(&self.conv1, &self.bn1, x, train)?;
+        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        let residual = match self.downsample_to {
+            None => x.clone(),
+            Some(planes) => {
+                // Option A shortcut: 2x2 average pool, then zero channels appended.
+                let x = if self.detach_shortcut {
+                    x.detach()
+                } else {
+                    x.clone()
+                };
+                let pooled = x.avg_pool2d(2)?;
+                let extra = planes.saturating_sub(pooled.dim(1)?);
+                pooled.pad_with_zeros(1, 0, extra)?
+            }
+        };
+        (out + residual)?.relu()
+    }
+}

@@ -1,0 +1,71 @@
+//! CIFAR VGG with BatchNorm, as `l1-norm-pruning/models/vgg.py` of Liu et al.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
+
+use crate::config::{VggConfig, VggItem};
+use crate::layers::{batch_norm, conv_bn_relu, conv2d, linear};
+
+/// A CIFAR VGG built from a [`VggConfig`].
+#[derive(Clone, Debug)]
+pub struct Vgg {
+    features: Vec<Feature>,
+    fc1: Linear,
+    bn1: BatchNorm,
+    fc2: Linear,
+}
+
+#[derive(Clone, Debug)]
+enum Feature {
+    ConvBnRelu(Conv2d, BatchNorm),
+    MaxPool,
+}
+
+impl Vgg {
+    /// Builds the network from tensors named as the reference `state_dict`: `feature.{i}.weight`
+    /// with the `nn.Sequential` indices (conv, BN, ReLU take one index each, a max-pool one),
+    /// then `classifier.0` (linear), `classifier.1` (BatchNorm1d), `classifier.3` (linear).
+    pub(crate) fn new(config: &VggConfig, vb: VarBuilder) -> Result<Self> {
+        let mut features = Vec::with_capacity(config.cfg.len());
+        let mut cin = config.in_channels;
+        let mut idx = 0;
+        for item in &config.cfg {
+            match *item {
+                VggItem::Conv(w) => {
+                    let conv = conv2d(&vb.pp(format!("feature.{idx}")), cin, w, 3, 1)?;
+                    let bn = batch_norm(&vb.pp(format!("feature.{}", idx + 1)), w)?;
+                    features.push(Feature::ConvBnRelu(conv, bn));
+                    cin = w;
+                    idx += 3;
+                }
+                VggItem::MaxPool => {
+                    features.push(Feature::MaxPool);
+                    idx += 1;
+                }
+            }
+        }
+        let hidden = config.classifier_width;
+        Ok(Self {
+            features,
+            fc1: linear(&vb.pp("classifier.0"), cin, hidden)?,
+            bn1: batch_norm(&vb.pp("classifier.1"), hidden)?,
+            fc2: linear(&vb.pp("classifier.3"), hidden, config.num_classes)?,
+        })
+    }
+}
+
+impl ModuleT for Vgg {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = x.clone();
+        for f in &self.features {
+            x = match f {
+                Feature::ConvBnRelu(conv, bn) => conv_bn_relu(conv, bn, &x, train)?,
+                Feature::MaxPool => x.max_pool2d(2)?,
+            };
+        }
+        // nn.AvgPool2d(2) on the final 2x2 map.
+        let x = x.avg_pool2d(2)?.flatten_from(1)?;
+        let x = self.bn1.forward_t(&self.fc1.forward(&x)?, train)?.relu()?;
+        self.fc2.forward(&x)
+    }
+}
