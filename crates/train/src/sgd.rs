@@ -58,9 +58,14 @@ const BUFFER: &str = "momentum_buffer.";
 impl Sgd {
     /// An optimizer over named parameters (names key the saved state).
     pub fn new(params: Vec<(String, Var)>, config: SgdConfig) -> Result<Self> {
-        for (what, v) in [("momentum", config.momentum), ("weight decay", config.weight_decay)] {
+        for (what, v) in [
+            ("momentum", config.momentum),
+            ("weight decay", config.weight_decay),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Config(format!("SGD {what} must be finite and >= 0, got {v}")));
+                return Err(Error::Config(format!(
+                    "SGD {what} must be finite and >= 0, got {v}"
+                )));
             }
         }
         Ok(Self {
@@ -123,11 +128,9 @@ impl Sgd {
             let name = key.strip_prefix(BUFFER).ok_or_else(|| {
                 Error::Config(format!("optimizer state has an unexpected tensor '{key}'"))
             })?;
-            let (_, var) = self
-                .params
-                .iter()
-                .find(|(n, _)| n == name)
-                .ok_or_else(|| Error::Config(format!("optimizer state for unknown parameter '{name}'")))?;
+            let (_, var) = self.params.iter().find(|(n, _)| n == name).ok_or_else(|| {
+                Error::Config(format!("optimizer state for unknown parameter '{name}'"))
+            })?;
             if t.dims() != var.dims() {
                 return Err(Error::Config(format!(
                     "optimizer state for '{name}' has shape {:?}, the parameter {:?}",
@@ -135,7 +138,10 @@ impl Sgd {
                     var.dims()
                 )));
             }
-            buffers.insert(name.to_string(), t.to_device(var.device())?.to_dtype(var.dtype())?);
+            buffers.insert(
+                name.to_string(),
+                t.to_device(var.device())?.to_dtype(var.dtype())?,
+            );
         }
         self.buffers = buffers;
         Ok(())
