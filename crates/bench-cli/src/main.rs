@@ -28,6 +28,10 @@ enum Command {
     Data(cmd::data::Command),
     /// Inspect a model: parameters, FLOPs and per-layer widths.
     Model(cmd::model::Args),
+    /// Train a model with a schedule in a resumable run directory.
+    Train(Box<cmd::train::Args>),
+    /// Evaluate a checkpoint: accuracy and mean cross-entropy.
+    Eval(cmd::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Schedule(args) => cmd::schedule::run(args),
         Command::Data(cmd) => cmd::data::run(cmd),
         Command::Model(args) => cmd::model::run(args),
+        Command::Train(args) => cmd::train::run(*args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ pub mod cifar;
 mod error;
 pub mod fashion;
 pub mod fetch;
+pub mod fixtures;
 mod images;
 mod rng;
 pub mod split;

@@ -1,11 +1,29 @@
-//! Training for prunebench: SGD with PyTorch's exact update, the training loop driven by a
-//! `schedules` learning-rate schedule, evaluation and resumable checkpoints.
+//! Training for prunebench: SGD with PyTorch's exact update ([`sgd`]), the training loop driven
+//! by a `schedules` learning-rate schedule ([`engine`]), evaluation, and a run directory of
+//! resumable checkpoints ([`run`]), all described by an [`ExperimentSpec`].
 //!
-//! See `DESIGN.md`, section 6.
+//! ```no_run
+//! use datasets::DatasetKind;
+//! use models::ModelConfig;
+//! use train::{ExperimentSpec, engine::{TrainOptions, Silent, train}};
+//!
+//! let model = ModelConfig::from_name("resnet56", 10, 3)?;
+//! let spec = ExperimentSpec::paper(DatasetKind::Cifar10, model);
+//! let result = train(&spec, "runs/resnet56".as_ref(), &TrainOptions::default(), &mut Silent)?;
+//! println!("test accuracy at the best validation epoch: {}", result.test_acc);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod engine;
+pub mod run;
 pub mod sgd;
+mod spec;
+
+use std::path::PathBuf;
 
 use thiserror::Error;
+
+pub use spec::{ExperimentSpec, Init};
 
 /// What can go wrong while training.
 #[derive(Debug, Error)]
@@ -14,6 +32,51 @@ pub enum Error {
     /// An invalid setting.
     #[error("{0}")]
     Config(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A run file that does not parse.
+    #[error("{path}: {problem}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "the training loss became {value} at epoch {epoch}, iteration {iteration} (step {step}); {kept}"
+    )]
+    NonFinite {
+        /// Epoch, 0-based.
+        epoch: u32,
+        /// Iteration within the epoch, 0-based.
+        iteration: usize,
+        /// Global iteration.
+        step: u64,
+        /// The loss.
+        value: f32,
+        /// Where the last good checkpoint is.
+        kept: String,
+    },
+    /// A run directory that holds another experiment, or a finished or started run that was
+    /// not asked to resume.
+    #[error("{0}")]
+    RunDir(String),
+    /// A model error (checkpoint, config).
+    #[error(transparent)]
+    Model(#[from] models::Error),
+    /// A dataset error.
+    #[error(transparent)]
+    Data(#[from] datasets::Error),
+    /// A schedule error.
+    #[error(transparent)]
+    Schedule(#[from] schedules::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -89,7 +89,10 @@ impl Sgd {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let p = var.as_tensor();
+            // Detached: gradients carry the autograd graph of the step, and a momentum buffer
+            // holding it would keep every step's activations alive.
+            let grad = &grad.detach();
+            let p = &var.as_tensor().detach();
             let mut g = if wd != 0.0 {
                 (grad + p.affine(wd, 0.0)?)?
             } else {

@@ -4,9 +4,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use models::{Layer, ModelConfig};
 use serde::Serialize;
+
+use crate::cmd::Format;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,14 +42,6 @@ struct InfoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// A summary and a table of layers.
-    Text,
-    /// One object: arch, params, flops, config and layers.
-    Json,
 }
 
 /// What `--format json` prints.

@@ -1,0 +1,206 @@
+//! `prunebench train`: train a model from scratch (or from a checkpoint) with a schedule, in a
+//! resumable run directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use datasets::DatasetKind;
+use indicatif::{ProgressBar, ProgressStyle};
+use models::ModelConfig;
+use train::engine::{EpochMetrics, Observer, TrainOptions, train};
+use train::sgd::SgdConfig;
+use train::{ExperimentSpec, Init};
+
+use crate::output::{print_json, print_line};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture: resnet20/32/44/56/110 (any 6n+2), vgg16, densenet40 (any 3n+4).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    arch: Option<String>,
+    /// A model config (config.json of a checkpoint, e.g. a pruned one) to train from scratch.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// cifar10, cifar100 or fashion-mnist.
+    #[arg(long)]
+    dataset: String,
+    /// The folder holding the dataset (default: data/ for CIFAR, Debian's folder for Fashion-MNIST).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long, default_value_t = 160)]
+    epochs: u32,
+    /// Learning-rate schedule in its text form (see `prunebench schedule --help`).
+    #[arg(long, default_value = "step:0.1@0,0.01@80,0.001@120")]
+    schedule: String,
+    /// Training batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Seed of the data order, augmentation and 90/10 split (and of the initialisation unless
+    /// --init-seed is given).
+    #[arg(long, default_value_t = 1)]
+    seed: u32,
+    /// Seed of the initial weights.
+    #[arg(long)]
+    init_seed: Option<u64>,
+    /// Start from this checkpoint (a model directory or a run directory) instead of a fresh model.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["arch", "config"])]
+    from: Option<PathBuf>,
+    /// Train on only the first N images of the training split.
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// SGD momentum (CLR cycles it itself).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// No training augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// The run directory (default: runs/<spec hash>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue a stopped run in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Print result.json at the end instead of a summary line.
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::cmd::Format,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset: DatasetKind = args.dataset.parse()?;
+    let shape = dataset.shape();
+    let (model, init) = match (&args.arch, &args.config, &args.from) {
+        (_, _, Some(from)) => {
+            let (m, dir) = train::engine::load_model(from, &candle_core::Device::Cpu)
+                .with_context(|| format!("checkpoint {}", from.display()))?;
+            tracing::info!(dir = %dir.display(), "starting from checkpoint");
+            (m.config().clone(), Init::Checkpoint { path: from.clone() })
+        }
+        (Some(arch), _, None) => (
+            ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)?,
+            Init::Fresh {
+                seed: args.init_seed.unwrap_or(u64::from(args.seed)),
+            },
+        ),
+        (None, Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let config =
+                ModelConfig::from_json(&text).with_context(|| format!("{}", path.display()))?;
+            (
+                config,
+                Init::Fresh {
+                    seed: args.init_seed.unwrap_or(u64::from(args.seed)),
+                },
+            )
+        }
+        (None, None, None) => bail!("give --arch, --config or --from"),
+    };
+    let schedule = args
+        .schedule
+        .parse()
+        .with_context(|| format!("schedule '{}'", args.schedule))?;
+    let mut spec = ExperimentSpec::paper(dataset, model);
+    spec.data_dir = args.data_dir;
+    spec.init = init;
+    spec.schedule = schedule;
+    spec.epochs = args.epochs;
+    spec.batch_size = args.batch_size;
+    spec.seed = u64::from(args.seed);
+    spec.split_seed = args.seed;
+    spec.limit_train = args.limit_train;
+    spec.sgd = SgdConfig {
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        nesterov: args.nesterov,
+    };
+    if args.no_augment {
+        spec.augment = datasets::transform::Augment::NONE;
+    }
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
+    let opts = TrainOptions {
+        resume: args.resume,
+        ..Default::default()
+    };
+    let mut progress = Progress::new();
+    let result = train(&spec, &out, &opts, &mut progress);
+    progress.bar.finish_and_clear();
+    let result = result.with_context(|| format!("run {}", out.display()))?;
+    match args.format {
+        crate::cmd::Format::Json => print_json(&result),
+        crate::cmd::Format::Text => print_line(&format!(
+            "{}: test accuracy {:.2}% at the best validation epoch {} (val {:.2}%), final test {:.2}%; run in {}",
+            result.model,
+            100.0 * result.test_acc,
+            result.best_epoch,
+            100.0 * result.best_val_acc,
+            100.0 * result.final_test_acc,
+            out.display()
+        )),
+    }
+}
+
+/// An indicatif bar per epoch, with the running loss and accuracy, and a line per finished epoch.
+struct Progress {
+    bar: ProgressBar,
+    last_loss: f32,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self {
+            bar,
+            last_loss: 0.0,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn epoch_start(&mut self, epoch: u32, epochs: u32, steps: usize) {
+        self.bar.reset();
+        self.bar.set_length(steps as u64);
+        self.bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+    }
+
+    fn step(&mut self, iteration: usize, loss: f32, running_acc: f64) {
+        self.last_loss = loss;
+        self.bar.set_position(iteration as u64 + 1);
+        self.bar
+            .set_message(format!("loss {loss:.4} acc {:.1}%", 100.0 * running_acc));
+    }
+
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        let line = format!(
+            "epoch {:>3}  lr {:.5}  loss {:.4}  train {:.2}%  val {:.2}%  test {:.2}%  {:.0} img/s  {:.1}s",
+            m.epoch + 1,
+            m.lr,
+            m.train_loss,
+            100.0 * m.train_acc,
+            100.0 * m.val_acc,
+            100.0 * m.test_acc,
+            m.images_per_sec,
+            m.seconds
+        );
+        // A hidden bar (stderr is not a terminal) prints nothing: the epoch lines still belong
+        // in the log.
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}

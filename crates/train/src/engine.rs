@@ -1,0 +1,517 @@
+//! The training loop: shuffled, augmented batches; SGD stepped with the schedule's rate (and
+//! momentum) every iteration; evaluation on val and test after every epoch; a checkpoint per
+//! epoch and a best-val model; one metrics line per epoch; `result.json` at the end.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, ModuleT, Tensor};
+use datasets::transform::{AugmentKey, Normalize, assemble, epoch_order};
+use datasets::{Dataset, ImageSet};
+use models::Model;
+use schedules::{Budget, LrSchedule};
+use serde::{Deserialize, Serialize};
+
+use crate::run::{Best, RunDir, RunState, read_json, resolve_model_dir, write_json};
+use crate::sgd::Sgd;
+use crate::{Error, ExperimentSpec, Init, Result};
+
+/// The optimizer state file inside a checkpoint directory.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch, 0-based.
+    pub epoch: u32,
+    /// Learning rate at the epoch's first iteration.
+    pub lr: f64,
+    /// Mean training cross-entropy over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented images, training-mode BatchNorm).
+    pub train_acc: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Mean validation cross-entropy.
+    pub val_loss: f64,
+    /// Test accuracy.
+    pub test_acc: f64,
+    /// Mean test cross-entropy.
+    pub test_loss: f64,
+    /// Wall-clock seconds for the epoch, evaluation included.
+    pub seconds: f64,
+    /// Training images per second (evaluation excluded).
+    pub images_per_sec: f64,
+}
+
+/// `result.json`: the summary of a finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The spec's hash.
+    pub spec_hash: String,
+    /// The model's name (e.g. `resnet56`, `resnet56-pruned`).
+    pub model: String,
+    /// Parameters of the model.
+    pub params: u64,
+    /// Multiply-adds of one forward pass.
+    pub flops: u64,
+    /// Epochs trained.
+    pub epochs: u32,
+    /// The epoch with the best validation accuracy (0-based).
+    pub best_epoch: u32,
+    /// That best validation accuracy, in [0, 1].
+    pub best_val_acc: f64,
+    /// Test accuracy of the best-val model: the number the paper reports.
+    pub test_acc: f64,
+    /// Mean test cross-entropy of the best-val model.
+    pub test_loss: f64,
+    /// Test accuracy after the last epoch.
+    pub final_test_acc: f64,
+    /// The best-val model's directory, relative to the run directory.
+    pub best_model: String,
+    /// Wall-clock seconds of training, summed over the epochs (across resumes).
+    pub seconds: f64,
+}
+
+/// Accuracy and loss of a model on a set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Fraction classified correctly, in [0, 1].
+    pub accuracy: f64,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Number of images.
+    pub images: usize,
+}
+
+/// Follows a run as it goes (progress bars, logs). Every method has an empty default.
+pub trait Observer {
+    /// An epoch starts with `steps` iterations.
+    fn epoch_start(&mut self, _epoch: u32, _epochs: u32, _steps: usize) {}
+    /// An iteration finished with this batch loss and the epoch's running accuracy.
+    fn step(&mut self, _iteration: usize, _loss: f32, _running_acc: f64) {}
+    /// An epoch finished and was checkpointed.
+    fn epoch_end(&mut self, _metrics: &EpochMetrics) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue a run that was stopped (its spec must be the same).
+    pub resume: bool,
+    /// Stop (as if killed) after completing this many epochs in this call: for tests and for
+    /// splitting long runs into jobs.
+    pub stop_after: Option<u32>,
+    /// The device (CPU when `None`).
+    pub device: Option<Device>,
+}
+
+/// The data of a run, split and limited as its spec says.
+struct Prepared {
+    train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    normalize: Normalize,
+}
+
+fn prepare(spec: &ExperimentSpec) -> Result<Prepared> {
+    let Dataset { train, test, .. } = datasets::load(spec.dataset, spec.data_dir.as_deref())?;
+    let split = datasets::split::train_val(train.len(), spec.val_fraction, spec.split_seed);
+    let mut train_idx = split.train;
+    if let Some(limit) = spec.limit_train {
+        train_idx.truncate(limit);
+    }
+    if train_idx.is_empty() {
+        return Err(Error::Config(
+            "no training images left after the split".into(),
+        ));
+    }
+    Ok(Prepared {
+        val: train.subset(&split.val)?,
+        train: train.subset(&train_idx)?,
+        test,
+        normalize: spec.dataset.normalize(),
+    })
+}
+
+fn check_spec(spec: &ExperimentSpec) -> Result<()> {
+    if spec.batch_size == 0 || spec.eval_batch_size == 0 {
+        return Err(Error::Config("batch sizes must be at least 1".into()));
+    }
+    if !(0.0..1.0).contains(&spec.val_fraction) {
+        return Err(Error::Config(format!(
+            "the validation fraction must be in [0, 1), got {}",
+            spec.val_fraction
+        )));
+    }
+    let shape = spec.dataset.shape();
+    if spec.model.in_channels() != shape.channels
+        || spec.model.num_classes() != spec.dataset.num_classes()
+    {
+        return Err(Error::Config(format!(
+            "the model takes {} channels and {} classes, {} has {} and {}",
+            spec.model.in_channels(),
+            spec.model.num_classes(),
+            spec.dataset,
+            shape.channels,
+            spec.dataset.num_classes()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs (or resumes, or returns the result of) the experiment `spec` in `run_dir`.
+pub fn train(
+    spec: &ExperimentSpec,
+    run_dir: &Path,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunResult> {
+    check_spec(spec)?;
+    let device = opts.device.clone().unwrap_or(Device::Cpu);
+    let run = RunDir::new(run_dir);
+    let started_before = run.spec().is_file();
+    if started_before {
+        let existing: ExperimentSpec = read_json(&run.spec())?;
+        if existing != *spec {
+            return Err(Error::RunDir(format!(
+                "{} holds another experiment (spec {} there, {} asked); use another --out",
+                run.root().display(),
+                existing.hash(),
+                spec.hash()
+            )));
+        }
+        if run.result().is_file() {
+            tracing::info!(dir = %run.root().display(), "finished already; nothing to do");
+            return read_json(&run.result());
+        }
+        if !opts.resume && run.state().is_file() {
+            return Err(Error::RunDir(format!(
+                "{} holds a started run of this experiment; pass --resume to continue it",
+                run.root().display()
+            )));
+        }
+    }
+    // The data before the run directory: a missing dataset leaves nothing behind.
+    let data = prepare(spec)?;
+    if !started_before {
+        fs::create_dir_all(run.root()).map_err(|source| Error::Io {
+            path: run.root().to_path_buf(),
+            source,
+        })?;
+        write_json(&run.spec(), spec)?;
+    }
+    let steps_per_epoch = data.train.len().div_ceil(spec.batch_size);
+    let schedule = spec.schedule.build(Budget::new(
+        spec.epochs,
+        u32::try_from(steps_per_epoch)
+            .map_err(|_| Error::Config("too many iterations per epoch".into()))?,
+    )?)?;
+
+    let state = run.read_state()?;
+    let model = match &state {
+        Some(s) => Model::load(&run.join(&s.last_dir), &device)?,
+        None => initial_model(spec, &device)?,
+    };
+    let mut sgd = Sgd::new(model.trainable_vars(), spec.sgd)?;
+    if let Some(s) = &state {
+        let path = run.join(&s.last_dir).join(OPTIMIZER_FILE);
+        let tensors =
+            candle_core::safetensors::load(&path, &device).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
+        sgd.load_state(tensors)?;
+    }
+    let mut state = state.unwrap_or(RunState {
+        epochs_done: 0,
+        global_step: 0,
+        last_dir: String::new(),
+        best: None,
+    });
+    let mut history = read_metrics(&run, state.epochs_done)?;
+    if state.epochs_done > 0 {
+        tracing::info!(epochs_done = state.epochs_done, "resuming");
+    }
+
+    let mut done_this_call = 0;
+    while state.epochs_done < spec.epochs {
+        if opts.stop_after.is_some_and(|n| done_this_call >= n) {
+            return Err(Error::RunDir(format!(
+                "stopped after {done_this_call} epoch(s) as asked; resume to continue"
+            )));
+        }
+        let epoch = state.epochs_done;
+        let started = Instant::now();
+        observer.epoch_start(epoch, spec.epochs, steps_per_epoch);
+        let (train_loss, train_acc) = train_epoch(
+            spec, &data, &model, &mut sgd, &schedule, &mut state, &run, observer,
+        )?;
+        let train_secs = started.elapsed().as_secs_f64();
+        let val = evaluate(&model, &data.val, &data.normalize, spec.eval_batch_size)?;
+        let test = evaluate(&model, &data.test, &data.normalize, spec.eval_batch_size)?;
+        let metrics = EpochMetrics {
+            epoch,
+            lr: schedule.lr(u64::from(epoch) * steps_per_epoch as u64),
+            train_loss,
+            train_acc,
+            val_acc: val.accuracy,
+            val_loss: val.loss,
+            test_acc: test.accuracy,
+            test_loss: test.loss,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_sec: data.train.len() as f64 / train_secs,
+        };
+        // Metrics first, then the checkpoint whose state.json commits the epoch: a kill between
+        // the two leaves a line that resuming drops and recomputes.
+        history.push(metrics.clone());
+        write_metrics(&run, &history)?;
+        checkpoint(&run, &model, &sgd, &mut state, &metrics)?;
+        tracing::info!(
+            epoch,
+            train_loss,
+            val_acc = val.accuracy,
+            test_acc = test.accuracy,
+            "epoch done"
+        );
+        observer.epoch_end(&metrics);
+        done_this_call += 1;
+    }
+
+    let best = state
+        .best
+        .clone()
+        .ok_or_else(|| Error::Config("no epoch was run".into()))?;
+    let last = history
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::Config("no metrics".into()))?;
+    let result = RunResult {
+        spec_hash: spec.hash(),
+        model: spec.model.name(),
+        params: spec.model.params(),
+        flops: spec.model.flops(),
+        epochs: spec.epochs,
+        best_epoch: best.epoch,
+        best_val_acc: best.val_acc,
+        test_acc: best.test_acc,
+        test_loss: best.test_loss,
+        final_test_acc: last.test_acc,
+        best_model: best.dir,
+        seconds: history.iter().map(|m| m.seconds).sum(),
+    };
+    write_json(&run.result(), &result)?;
+    Ok(result)
+}
+
+fn initial_model(spec: &ExperimentSpec, device: &Device) -> Result<Model> {
+    match &spec.init {
+        Init::Fresh { seed } => Ok(Model::init(&spec.model, *seed, device)?),
+        Init::Checkpoint { path } => {
+            let model = Model::load(&resolve_model_dir(path)?, device)?;
+            if *model.config() != spec.model {
+                return Err(Error::Config(format!(
+                    "{} holds a {} model, the spec asks for {}",
+                    path.display(),
+                    model.config().name(),
+                    spec.model.name()
+                )));
+            }
+            Ok(model)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    spec: &ExperimentSpec,
+    data: &Prepared,
+    model: &Model,
+    sgd: &mut Sgd,
+    schedule: &LrSchedule,
+    state: &mut RunState,
+    run: &RunDir,
+    observer: &mut dyn Observer,
+) -> Result<(f64, f64)> {
+    let epoch = state.epochs_done;
+    let order = epoch_order(data.train.len(), spec.seed, u64::from(epoch));
+    let key = AugmentKey {
+        seed: spec.seed,
+        epoch: u64::from(epoch),
+    };
+    let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+    for (iteration, indices) in order.chunks(spec.batch_size).enumerate() {
+        let batch = assemble(
+            &data.train,
+            indices,
+            &data.normalize,
+            Some((spec.augment, key)),
+        );
+        let (x, y) = to_tensors(&batch, model.device())?;
+        let logits = model.forward_t(&x, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            let kept = if state.last_dir.is_empty() {
+                "no checkpoint was written yet".to_string()
+            } else {
+                format!(
+                    "the last good checkpoint (epoch {}) stays in {}",
+                    state.epochs_done - 1,
+                    run.join(&state.last_dir).display()
+                )
+            };
+            return Err(Error::NonFinite {
+                epoch,
+                iteration,
+                step: state.global_step,
+                value,
+                kept,
+            });
+        }
+        let grads = loss.backward()?;
+        let step = state.global_step;
+        sgd.step(&grads, schedule.lr(step), schedule.momentum(step))?;
+        state.global_step += 1;
+        loss_sum += f64::from(value) * batch.len() as f64;
+        correct += count_correct(&logits, &y)?;
+        seen += batch.len();
+        observer.step(iteration, value, correct as f64 / seen as f64);
+    }
+    Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+}
+
+fn to_tensors(batch: &datasets::transform::Batch, device: &Device) -> Result<(Tensor, Tensor)> {
+    let s = batch.shape;
+    let x = Tensor::from_slice(
+        &batch.images,
+        (batch.len(), s.channels, s.height, s.width),
+        device,
+    )?;
+    let y = Tensor::from_slice(&batch.labels, batch.len(), device)?;
+    Ok((x, y))
+}
+
+fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    let pred = logits.argmax(D::Minus1)?;
+    Ok(pred
+        .eq(labels)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()? as usize)
+}
+
+/// Accuracy and mean cross-entropy of `model` on `set` in evaluation mode (running statistics).
+pub fn evaluate(
+    model: &Model,
+    set: &ImageSet,
+    normalize: &Normalize,
+    batch_size: usize,
+) -> Result<Evaluation> {
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let (mut loss_sum, mut correct) = (0f64, 0usize);
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = assemble(set, chunk, normalize, None);
+        let (x, y) = to_tensors(&batch, model.device())?;
+        let logits = model.forward_t(&x, false)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        correct += count_correct(&logits, &y)?;
+    }
+    let n = set.len().max(1) as f64;
+    Ok(Evaluation {
+        accuracy: correct as f64 / n,
+        loss: loss_sum / n,
+        images: set.len(),
+    })
+}
+
+/// Writes the epoch's checkpoint (and best-val model), then commits it in `state.json`.
+fn checkpoint(
+    run: &RunDir,
+    model: &Model,
+    sgd: &Sgd,
+    state: &mut RunState,
+    m: &EpochMetrics,
+) -> Result<()> {
+    let epoch = m.epoch;
+    let last_dir = format!("epoch-{epoch:04}");
+    let dir = run.join(&last_dir);
+    // A directory left by a run killed while writing it is incomplete: start it afresh.
+    let _ = fs::remove_dir_all(&dir);
+    model.save(&dir)?;
+    let opt_path = dir.join(OPTIMIZER_FILE);
+    let opt: HashMap<String, Tensor> = sgd.state();
+    candle_core::safetensors::save(&opt, &opt_path)?;
+    let improved = state.best.as_ref().is_none_or(|b| m.val_acc > b.val_acc);
+    if improved {
+        let best_dir = format!("best-{epoch:04}");
+        let _ = fs::remove_dir_all(run.join(&best_dir));
+        model.save(&run.join(&best_dir))?;
+        state.best = Some(Best {
+            epoch,
+            val_acc: m.val_acc,
+            test_acc: m.test_acc,
+            test_loss: m.test_loss,
+            dir: best_dir,
+        });
+    }
+    state.epochs_done = epoch + 1;
+    state.last_dir = last_dir;
+    write_json(&run.state(), state)?;
+    run.prune_stale(state)
+}
+
+/// The metrics of the epochs before `epochs_done` (lines past it belong to an epoch that was not
+/// committed before a kill, and will be redone).
+fn read_metrics(run: &RunDir, epochs_done: u32) -> Result<Vec<EpochMetrics>> {
+    let path = run.metrics();
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let m: EpochMetrics = serde_json::from_str(line).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        if m.epoch < epochs_done {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+fn write_metrics(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
+    let mut text = Vec::new();
+    for m in history {
+        serde_json::to_writer(&mut text, m).map_err(|e| Error::Corrupt {
+            path: run.metrics(),
+            problem: e.to_string(),
+        })?;
+        text.write_all(b"\n").map_err(|source| Error::Io {
+            path: run.metrics(),
+            source,
+        })?;
+    }
+    crate::run::write_atomic(&run.metrics(), &text)
+}
+
+/// Loads the model a checkpoint path stands for (see [`resolve_model_dir`]).
+pub fn load_model(path: &Path, device: &Device) -> Result<(Model, PathBuf)> {
+    let dir = resolve_model_dir(path)?;
+    Ok((Model::load(&dir, device)?, dir))
+}

@@ -1,0 +1,180 @@
+//! The run directory: spec, metrics, checkpoints and the result, each written atomically.
+//!
+//! ```text
+//! runs/x/
+//!   spec.json          the ExperimentSpec
+//!   metrics.jsonl      one EpochMetrics per line
+//!   epoch-0007/        the last checkpoint: model.safetensors, config.json, optimizer.safetensors
+//!   best-0005/         the best-val model: model.safetensors, config.json
+//!   state.json         which checkpoint is current (written last: the commit point)
+//!   result.json        the summary, once the run is finished
+//! ```
+//!
+//! A checkpoint directory is complete before `state.json` names it, and `state.json` is replaced
+//! by a rename, so a run killed at any moment resumes from its last complete epoch.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename: readers see the old
+/// file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Reads and parses a JSON file, naming the file in any error.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })
+}
+
+/// Writes a value as pretty JSON, atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// The best validation accuracy so far and where its model is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// The epoch (0-based) it was reached at.
+    pub epoch: u32,
+    /// Validation accuracy, in [0, 1].
+    pub val_acc: f64,
+    /// Test accuracy of that model, in [0, 1].
+    pub test_acc: f64,
+    /// Mean test cross-entropy of that model.
+    pub test_loss: f64,
+    /// The model's directory, relative to the run directory.
+    pub dir: String,
+}
+
+/// What `state.json` records: the last complete epoch and where its checkpoint is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Epochs completed.
+    pub epochs_done: u32,
+    /// Iterations completed.
+    pub global_step: u64,
+    /// The last checkpoint's directory, relative to the run directory.
+    pub last_dir: String,
+    /// The best-val model so far.
+    pub best: Option<Best>,
+}
+
+/// Paths inside a run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `root` (not created).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `spec.json`.
+    pub fn spec(&self) -> PathBuf {
+        self.root.join("spec.json")
+    }
+
+    /// `metrics.jsonl`.
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    /// `state.json`.
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// `result.json`.
+    pub fn result(&self) -> PathBuf {
+        self.root.join("result.json")
+    }
+
+    /// A directory inside the run.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The state, if the run has completed an epoch.
+    pub fn read_state(&self) -> Result<Option<RunState>> {
+        if self.state().is_file() {
+            read_json(&self.state()).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Removes checkpoint directories that `state` no longer names (older epochs, older bests,
+    /// and any half-written one from a killed run).
+    pub fn prune_stale(&self, state: &RunState) -> Result<()> {
+        let keep: Vec<&str> = std::iter::once(state.last_dir.as_str())
+            .chain(state.best.as_ref().map(|b| b.dir.as_str()))
+            .collect();
+        let entries = fs::read_dir(&self.root).map_err(|source| Error::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("epoch-") || name.starts_with("best-");
+            if ours && !keep.contains(&name.as_str()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The model directory a path stands for: a run directory's best-val model (its last checkpoint
+/// if no epoch has improved on validation), or the path itself.
+pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
+    let run = RunDir::new(path);
+    match run.read_state()? {
+        Some(state) => Ok(run.join(state.best.map_or(state.last_dir, |b| b.dir).as_str())),
+        None => Ok(path.to_path_buf()),
+    }
+}

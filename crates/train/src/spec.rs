@@ -1,0 +1,105 @@
+//! The experiment spec: everything that determines a run, serialized as JSON; its hash names
+//! the run.
+
+use std::path::PathBuf;
+
+use datasets::DatasetKind;
+use datasets::transform::Augment;
+use md5::{Digest, Md5};
+use models::ModelConfig;
+use schedules::Schedule;
+use serde::{Deserialize, Serialize};
+
+use crate::sgd::SgdConfig;
+
+/// Where the weights a run starts from come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum Init {
+    /// A fresh model, initialised as the reference code from this seed.
+    Fresh {
+        /// The initialisation seed.
+        seed: u64,
+    },
+    /// A checkpoint (a model directory or a run directory, whose best-val model is used): the
+    /// weights of a trained or pruned model to fine-tune or retrain.
+    Checkpoint {
+        /// The checkpoint's path.
+        path: PathBuf,
+    },
+}
+
+/// A training or retraining run, fully described.
+///
+/// Two runs with equal specs compute the same numbers on CPU: the data order and every
+/// augmentation are functions of `seed`, the split of `split_seed`, the start of `init`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    /// The dataset.
+    pub dataset: DatasetKind,
+    /// The folder holding it (`None`: the dataset's default folder).
+    pub data_dir: Option<PathBuf>,
+    /// The model's architecture and widths.
+    pub model: ModelConfig,
+    /// The starting weights.
+    pub init: Init,
+    /// The learning-rate schedule (and momentum, for CLR).
+    pub schedule: Schedule,
+    /// Epochs to train.
+    pub epochs: u32,
+    /// Training batch size (64 in the paper).
+    pub batch_size: usize,
+    /// Evaluation batch size (no effect on the numbers beyond float rounding).
+    pub eval_batch_size: usize,
+    /// Seed of the data order and augmentation.
+    pub seed: u64,
+    /// Seed of the train/val split (the paper's seeds 1-5 split the same way as they shuffle).
+    pub split_seed: u32,
+    /// Fraction of the training set held out for validation (0.1 in the paper).
+    pub val_fraction: f64,
+    /// Train on only the first N images of the training split (None: all).
+    pub limit_train: Option<usize>,
+    /// SGD's momentum, weight decay and Nesterov switch.
+    pub sgd: SgdConfig,
+    /// Training augmentation.
+    pub augment: Augment,
+}
+
+impl ExperimentSpec {
+    /// The paper's CIFAR recipe for a model and dataset: 160 epochs of the step schedule
+    /// (0.1/0.01/0.001 at 0, 80, 120), batch 64, SGD momentum 0.9, weight decay 1e-4, the 90/10
+    /// split, pad-4 crop and flip; seed 1.
+    pub fn paper(dataset: DatasetKind, model: ModelConfig) -> Self {
+        Self {
+            dataset,
+            data_dir: None,
+            model,
+            init: Init::Fresh { seed: 1 },
+            schedule: Schedule::original(schedules::Preset::Cifar),
+            epochs: 160,
+            batch_size: 64,
+            eval_batch_size: 256,
+            seed: 1,
+            split_seed: 1,
+            val_fraction: 0.1,
+            limit_train: None,
+            sgd: SgdConfig::default(),
+            augment: dataset.augment(),
+        }
+    }
+
+    /// The spec as canonical JSON (fields in declaration order).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A short stable hash of the spec: the first 16 hex digits of the MD5 of its JSON.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        Md5::digest(json.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
