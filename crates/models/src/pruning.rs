@@ -126,7 +126,7 @@ impl ModelConfig {
         let no_version = |hint: &str| {
             Error::from(prune_core::Error::NoVersion {
                 arch: self.name(),
-                version: version.map_or("none".into(), |v| v.to_string()),
+                version: version.map(|v| v.to_string()),
                 hint: hint.into(),
             })
         };
@@ -136,7 +136,7 @@ impl ModelConfig {
                 prune_core::resnet_keep_counts(c.depth, v, &c.block_widths)?
             }
             (Self::ResNet(_), None) => {
-                return Err(no_version("give version A or B (resnet56, resnet110)"));
+                return Err(no_version("choose version A or B"));
             }
             (Self::Vgg(c), None) => {
                 let widths: Vec<usize> = c
@@ -161,9 +161,7 @@ impl ModelConfig {
                 prune_core::vgg16_keep_counts(&widths)?
             }
             (Self::Vgg(_), Some(_)) => {
-                return Err(no_version(
-                    "VGG-16 has a single PFEC version: omit the version",
-                ));
+                return Err(no_version("VGG-16 has a single PFEC version, give none"));
             }
             (Self::DenseNet(_), _) => {
                 return Err(no_version(

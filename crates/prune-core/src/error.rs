@@ -92,15 +92,21 @@ pub enum Error {
     #[error("no weights to prune")]
     NothingToPrune,
     /// A PFEC version that the reference code does not define for this architecture.
-    #[error("PFEC has no version {version} for {arch}: {hint}")]
+    #[error(
+        "{arch} has no PFEC version{}: {hint}",
+        .version.as_ref().map(|v| format!(" {v}")).unwrap_or_default()
+    )]
     NoVersion {
         /// The architecture, e.g. `resnet20`.
         arch: String,
-        /// The version asked for (`A`, `B` or `none`).
-        version: String,
+        /// The version asked for, if any.
+        version: Option<String>,
         /// What exists.
         hint: String,
     },
+    /// A version name that is neither `A` nor `B`.
+    #[error("unknown PFEC version `{0}` (expected A or B)")]
+    UnknownVersion(String),
     /// Widths that do not fit a PFEC version (wrong count, narrower than the target).
     #[error("PFEC {arch}: {reason}")]
     Widths {

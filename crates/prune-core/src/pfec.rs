@@ -37,11 +37,7 @@ impl FromStr for PfecVersion {
         match s.to_ascii_uppercase().as_str() {
             "A" => Ok(Self::A),
             "B" => Ok(Self::B),
-            _ => Err(Error::NoVersion {
-                arch: "PFEC".into(),
-                version: s.to_string(),
-                hint: "versions are A and B".into(),
-            }),
+            _ => Err(Error::UnknownVersion(s.to_string())),
         }
     }
 }
@@ -67,7 +63,7 @@ pub fn resnet_settings(depth: usize, version: PfecVersion) -> Result<ResNetPfec>
         _ => {
             return Err(Error::NoVersion {
                 arch: format!("resnet{depth}"),
-                version: version.to_string(),
+                version: Some(version.to_string()),
                 hint: "PFEC versions A and B exist for resnet56 and resnet110 only".into(),
             });
         }
