@@ -28,6 +28,8 @@ enum Command {
     Data(cmd::data::Command),
     /// Inspect a model: parameters, FLOPs and per-layer widths.
     Model(cmd::model::Args),
+    /// Prune a model (PFEC, magnitude, random) and write the pruned checkpoint and its plan.
+    Prune(Box<cmd::prune::Args>),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Schedule(args) => cmd::schedule::run(args),
         Command::Data(cmd) => cmd::data::run(cmd),
         Command::Model(args) => cmd::model::run(args),
+        Command::Prune(args) => cmd::prune::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

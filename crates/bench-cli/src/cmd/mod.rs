@@ -2,4 +2,5 @@
 
 pub mod data;
 pub mod model;
+pub mod prune;
 pub mod schedule;
