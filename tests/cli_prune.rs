@@ -227,6 +227,81 @@ fn plan_only_writes_just_the_plan() {
 }
 
 #[test]
+fn a_saved_plan_can_be_inspected_edited_and_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let planned = dir.path().join("planned");
+    let base = ["prune", "--arch", "resnet56", "--init-seed", "4"];
+    let mut args = base.to_vec();
+    args.extend([
+        "--method",
+        "pfec",
+        "--version",
+        "B",
+        "--plan-only",
+        "--out",
+        s(&planned),
+    ]);
+    assert!(prunebench(&args).status.success());
+    let plan_file = planned.join("plan.json");
+
+    let applied = dir.path().join("applied");
+    let mut args = base.to_vec();
+    args.extend([
+        "--plan",
+        s(&plan_file),
+        "--out",
+        s(&applied),
+        "--format",
+        "json",
+    ]);
+    let v = json(&args);
+    assert_eq!(v["method"], "pfec");
+    assert_eq!(v["params_after"], 735_712);
+    let model = Model::load(&applied, &Device::Cpu).unwrap();
+    assert_eq!(model.config().params(), 735_712);
+
+    // Edit: keep one more filter in layer1.0.conv1 (6 -> 7) and apply again.
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let kept = plan["groups"][0]["keep"]["kept"].as_array_mut().unwrap();
+    let missing = (0..16u64)
+        .find(|i| !kept.iter().any(|k| k.as_u64() == Some(*i)))
+        .unwrap();
+    kept.push(missing.into());
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, plan.to_string()).unwrap();
+    let mut args = base.to_vec();
+    let out = dir.path().join("edited");
+    args.extend(["--plan", s(&edited), "--out", s(&out), "--format", "json"]);
+    let v = json(&args);
+    // One more filter: 16 * 9 weights in conv1, 16 * 9 in conv2, two BatchNorm values.
+    assert_eq!(v["params_after"], 735_712 + 2 * 16 * 9 + 2);
+
+    // An out-of-range channel, and an unstructured plan, are refused.
+    plan["groups"][0]["keep"]["kept"][0] = 99.into();
+    std::fs::write(&edited, plan.to_string()).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--plan", s(&edited), "--out", s(&out)]);
+    fails_on_one_line(&args, "out of range");
+    let sparse = dir.path().join("sparse");
+    let mut args = base.to_vec();
+    args.extend([
+        "--method",
+        "mwp",
+        "--sparsity",
+        "0.5",
+        "--plan-only",
+        "--out",
+        s(&sparse),
+    ]);
+    assert!(prunebench(&args).status.success());
+    let mut args = base.to_vec();
+    let sparse_plan = sparse.join("plan.json");
+    args.extend(["--plan", s(&sparse_plan), "--out", s(&out)]);
+    fails_on_one_line(&args, "no channel groups");
+}
+
+#[test]
 fn impossible_requests_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A set of kept channel indices that is empty, unsorted, repeated or out of range.
-    #[error("group `{group}`: {reason}")]
+    #[error(
+        "{}{reason}",
+        if group.is_empty() { String::new() } else { format!("group `{group}`: ") }
+    )]
     Keep {
         /// The group (empty when the set was built outside any group).
         group: String,

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use clap::ValueEnum;
 use models::{Layer, Model, ModelConfig};
 use prune_core::{
@@ -27,7 +27,8 @@ const PLAN_FILE: &str = "plan.json";
     after_help = "Examples:\n  prunebench prune --arch resnet56 --method pfec --version B --out pruned/\n  \
     prunebench prune --checkpoint runs/vgg16 --method pfec --out pruned/\n  \
     prunebench prune --arch resnet56 --method mwp --sparsity 0.9 --out sparse/\n  \
-    prunebench prune --arch resnet110 --method random-filter --version B --seed 1 --out rand/\n\n\
+    prunebench prune --arch resnet110 --method random-filter --version B --seed 1 --out rand/\n  \
+    prunebench prune --checkpoint runs/r56 --plan pruned/plan.json --out pruned/\n\n\
     PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version)."
 )]
 pub struct Args {
@@ -52,8 +53,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3, requires = "arch")]
     in_channels: usize,
     /// The pruning method.
-    #[arg(long, value_enum)]
-    method: Method,
+    #[arg(long, value_enum, required_unless_present = "plan")]
+    method: Option<Method>,
+    /// Apply a structured plan.json (from --plan-only, possibly edited) instead of a method.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["method", "version", "sparsity", "seed"]
+    )]
+    plan: Option<PathBuf>,
     /// The PFEC version (A or B; ResNet-56/110 only) for pfec and random-filter.
     #[arg(long, value_name = "V")]
     version: Option<String>,
@@ -112,7 +120,7 @@ enum Format {
 /// What `--format json` prints.
 #[derive(Serialize)]
 struct Report {
-    method: &'static str,
+    method: String,
     version: Option<String>,
     arch_before: String,
     arch_after: String,
@@ -128,25 +136,9 @@ struct Report {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let method = args.method;
     // Reject flag mixes before any work, so a typo never writes a surprising checkpoint.
-    if method.structured() && args.sparsity.is_some() {
-        bail!(
-            "--sparsity applies to mwp and random-weight, not {}",
-            method.name()
-        );
-    }
-    if !method.structured() && args.version.is_some() {
-        bail!(
-            "--version applies to pfec and random-filter, not {}",
-            method.name()
-        );
-    }
-    if matches!(method, Method::Pfec | Method::Mwp) && args.seed.is_some() {
-        bail!(
-            "--seed applies to random-filter and random-weight, not {}",
-            method.name()
-        );
+    if let Some(method) = args.method {
+        check_flags(&args, method)?;
     }
     let version = args
         .version
@@ -174,21 +166,30 @@ pub fn run(args: Args) -> Result<()> {
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut files = vec![PLAN_FILE];
-    let (plan, config_after, params_after, flops_after, sparsity) = if method.structured() {
-        let targets = config.pfec_targets(version)?;
-        let saliency = match method {
-            Method::Pfec => FilterSaliency::L1,
-            _ => FilterSaliency::Random { seed },
-        };
-        let version_name = version.map(|v| v.to_string());
-        let plan = select_filters(
-            method.name(),
-            version_name.as_deref(),
-            &config.channel_groups(),
-            &targets,
-            saliency,
-            &tensors,
-        )?;
+    let structured_plan = match (&args.plan, args.method) {
+        (Some(file), _) => Some(read_plan(file)?),
+        (None, Some(method)) if method.structured() => {
+            let targets = config.pfec_targets(version)?;
+            let saliency = match method {
+                Method::Pfec => FilterSaliency::L1,
+                _ => FilterSaliency::Random { seed },
+            };
+            let version_name = version.map(|v| v.to_string());
+            Some(select_filters(
+                method.name(),
+                version_name.as_deref(),
+                &config.channel_groups(),
+                &targets,
+                saliency,
+                &tensors,
+            )?)
+        }
+        _ => None,
+    };
+    let structured = structured_plan.is_some();
+    let (plan, config_after, params_after, flops_after, sparsity) = if let Some(plan) =
+        structured_plan
+    {
         let after = config.with_group_widths(&plan.kept_widths())?;
         write_plan(&args.out, &plan)?;
         if !args.plan_only {
@@ -199,6 +200,9 @@ pub fn run(args: Args) -> Result<()> {
         let removed = 1.0 - p as f64 / config.params() as f64;
         (plan, after, p, f, removed)
     } else {
+        let Some(method) = args.method else {
+            bail!("give --method or --plan FILE");
+        };
         let Some(sparsity) = args.sparsity else {
             bail!(
                 "{} needs --sparsity P (a fraction in [0, 1))",
@@ -212,17 +216,17 @@ pub fn run(args: Args) -> Result<()> {
         let names = config.conv_weight_names();
         let (masks, plan) = global_threshold(method.name(), &names, &tensors, sparsity, saliency)?;
         write_plan(&args.out, &plan)?;
+        let masked = masks.apply(&tensors)?;
+        let (p, f) = sparse_counts(&config, &masked)?;
         if !args.plan_only {
-            let masked = masks.apply(&tensors)?;
             Model::from_tensors(&config, masked, &device)?.save(&args.out)?;
             save_masks(&args.out, &masks)?;
             files.extend(["model.safetensors", "config.json", MASKS_FILE]);
         }
-        let (p, f) = sparse_counts(&config, &masks)?;
         (plan, config.clone(), p, f, masks.sparsity()?)
     };
     let report = Report {
-        method: method.name(),
+        method: plan.method.clone(),
         version: plan.version.clone(),
         arch_before: config.name(),
         arch_after: config_after.name(),
@@ -236,31 +240,71 @@ pub fn run(args: Args) -> Result<()> {
     };
     match args.format {
         Format::Json => print_json(&report),
-        Format::Text => print_text(&report, method.structured()),
+        Format::Text => print_text(&report, structured),
     }
 }
 
-/// Parameters and multiply-adds once masked weights are gone: every conv counts its non-zero
-/// weights (times its output positions for FLOPs); all other layers count in full.
-fn sparse_counts(config: &ModelConfig, masks: &Masks) -> Result<(u64, u64)> {
-    let pruned: HashMap<String, u64> = masks
-        .per_tensor()?
-        .into_iter()
-        .map(|s| (s.tensor, s.pruned as u64))
-        .collect();
+fn check_flags(args: &Args, method: Method) -> Result<()> {
+    if method.structured() && args.sparsity.is_some() {
+        bail!(
+            "--sparsity applies to mwp and random-weight, not {}",
+            method.name()
+        );
+    }
+    if !method.structured() && args.version.is_some() {
+        bail!(
+            "--version applies to pfec and random-filter, not {}",
+            method.name()
+        );
+    }
+    if matches!(method, Method::Pfec | Method::Mwp) && args.seed.is_some() {
+        bail!(
+            "--seed applies to random-filter and random-weight, not {}",
+            method.name()
+        );
+    }
+    Ok(())
+}
+
+/// A structured plan from a file: unstructured plans record counts, not the masks themselves.
+fn read_plan(file: &Path) -> Result<PruningPlan> {
+    let text =
+        fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let plan: PruningPlan = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a pruning plan", file.display()))?;
+    if plan.groups.is_empty() {
+        bail!(
+            "{}: no channel groups to apply (an unstructured plan records counts only; rerun its method)",
+            file.display()
+        );
+    }
+    Ok(plan)
+}
+
+/// Parameters and multiply-adds counting only non-zero conv weights (times each conv's output
+/// positions for FLOPs); every other layer counts in full. Counted on the weights themselves, so
+/// zeros from an earlier round of pruning count as gone too.
+fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<(u64, u64)> {
     let (mut params, mut flops) = (0, 0);
     for layer in config.layers() {
-        let gone = pruned
-            .get(&format!("{}.weight", layer.name()))
-            .copied()
-            .unwrap_or(0);
-        params += layer.params() - gone;
-        flops += match &layer {
+        let (p, f) = match &layer {
             Layer::Conv2d { output_size, .. } => {
-                layer.flops() - gone * (output_size * output_size) as u64
+                let name = format!("{}.weight", layer.name());
+                let w = weights
+                    .get(&name)
+                    .with_context(|| format!("tensor `{name}` is missing"))?;
+                let nonzero = w
+                    .ne(0f32)?
+                    .to_dtype(DType::F32)?
+                    .sum_all()?
+                    .to_scalar::<f32>()?;
+                let nonzero = nonzero as u64;
+                (nonzero, nonzero * (output_size * output_size) as u64)
             }
-            _ => layer.flops(),
+            _ => (layer.params(), layer.flops()),
         };
+        params += p;
+        flops += f;
     }
     Ok((params, flops))
 }
