@@ -163,8 +163,6 @@ pub fn run(args: Args) -> Result<()> {
     let tensors = model.tensors()?;
     let seed = args.seed.unwrap_or(1);
 
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut files = vec![PLAN_FILE];
     let structured_plan = match (&args.plan, args.method) {
         (Some(file), _) => Some(read_plan(file)?),
@@ -191,9 +189,21 @@ pub fn run(args: Args) -> Result<()> {
         structured_plan
     {
         let after = config.with_group_widths(&plan.kept_widths())?;
+        let pruned = if args.plan_only {
+            None
+        } else {
+            Some(model.prune(&plan)?)
+        };
         write_plan(&args.out, &plan)?;
-        if !args.plan_only {
-            model.prune(&plan)?.save(&args.out)?;
+        if let Some(pruned) = pruned {
+            pruned.save(&args.out)?;
+            // Masks left by an earlier unstructured run into this folder would not fit the
+            // smaller tensors, and a training loop would pick them up.
+            let stale = args.out.join(MASKS_FILE);
+            if stale.exists() {
+                fs::remove_file(&stale)
+                    .with_context(|| format!("cannot remove stale {}", stale.display()))?;
+            }
             files.extend(["model.safetensors", "config.json"]);
         }
         let (p, f) = (after.params(), after.flops());
@@ -309,7 +319,10 @@ fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Res
     Ok((params, flops))
 }
 
+/// Creates `dir` if needed and writes `plan.json` into it: called only once the plan is made, so
+/// a refused request leaves no empty folder behind.
 fn write_plan(dir: &Path, plan: &PruningPlan) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = serde_json::to_string_pretty(plan)?;
     write_atomic(&dir.join(PLAN_FILE), format!("{text}\n").as_bytes())
 }
