@@ -32,6 +32,8 @@ enum Command {
     Train(Box<cmd::train::Args>),
     /// Evaluate a checkpoint: accuracy and mean cross-entropy.
     Eval(cmd::eval::Args),
+    /// Prune a model (PFEC, magnitude, random) and write the pruned checkpoint and its plan.
+    Prune(Box<cmd::prune::Args>),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Model(args) => cmd::model::run(args),
         Command::Train(args) => cmd::train::run(*args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Prune(args) => cmd::prune::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,9 @@ pub enum Error {
         /// The dtype found.
         found: String,
     },
+    /// Pruning failed (a plan that does not fit the model, a version it lacks, ...).
+    #[error(transparent)]
+    Prune(#[from] prune_core::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

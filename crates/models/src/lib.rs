@@ -33,6 +33,7 @@ mod init;
 mod layers;
 pub mod layout;
 mod model;
+pub mod pruning;
 mod resnet;
 mod vgg;
 

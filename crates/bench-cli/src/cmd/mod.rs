@@ -3,6 +3,7 @@
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod prune;
 pub mod schedule;
 pub mod train;
 

@@ -1,0 +1,219 @@
+//! Unstructured masks: one 0/1 tensor per weight tensor, applied to the weights and kept through
+//! training so pruned weights stay exactly zero.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{Error, Result};
+use crate::plan::TensorSparsity;
+
+/// One binary mask per weight tensor, by the tensor's name; 1 keeps a weight, 0 removes it.
+///
+/// Masks are f32 in memory (multiplied into weights and gradients) and u8 on disk.
+#[derive(Clone, Debug, Default)]
+pub struct Masks {
+    masks: BTreeMap<String, Tensor>,
+}
+
+impl Masks {
+    /// Masks from named 0/1 tensors (any dtype; stored as f32).
+    pub fn new(masks: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
+        let masks = masks
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
+            .collect::<Result<_>>()?;
+        Ok(Self { masks })
+    }
+
+    /// The mask of one tensor.
+    pub fn get(&self, tensor: &str) -> Option<&Tensor> {
+        self.masks.get(tensor)
+    }
+
+    /// Masks by tensor name, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
+        self.masks.iter()
+    }
+
+    /// How many tensors are masked.
+    pub fn len(&self) -> usize {
+        self.masks.len()
+    }
+
+    /// Whether no tensor is masked.
+    pub fn is_empty(&self) -> bool {
+        self.masks.is_empty()
+    }
+
+    /// The weights with every masked tensor multiplied by its mask; other tensors pass through.
+    /// Pure: `weights` is not modified.
+    pub fn apply(&self, weights: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+        let mut out = weights.clone();
+        for (name, mask) in &self.masks {
+            let w = weights.get(name).ok_or_else(|| Error::MissingTensor {
+                context: "masks".into(),
+                tensor: name.clone(),
+            })?;
+            check_shape(name, mask, w)?;
+            out.insert(name.clone(), w.mul(&mask.to_dtype(w.dtype())?)?);
+        }
+        Ok(out)
+    }
+
+    /// Per masked tensor: elements, pruned elements and sparsity, in name order.
+    pub fn per_tensor(&self) -> Result<Vec<TensorSparsity>> {
+        self.masks
+            .iter()
+            .map(|(name, mask)| {
+                let total = mask.elem_count();
+                let kept = mask.sum_all()?.to_scalar::<f32>()? as usize;
+                let pruned = total - kept.min(total);
+                Ok(TensorSparsity {
+                    tensor: name.clone(),
+                    total,
+                    pruned,
+                    sparsity: if total == 0 {
+                        0.0
+                    } else {
+                        pruned as f64 / total as f64
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The fraction of masked-tensor weights that are removed, over all masked tensors.
+    pub fn sparsity(&self) -> Result<f64> {
+        let stats = self.per_tensor()?;
+        let total: usize = stats.iter().map(|s| s.total).sum();
+        let pruned: usize = stats.iter().map(|s| s.pruned).sum();
+        Ok(if total == 0 {
+            0.0
+        } else {
+            pruned as f64 / total as f64
+        })
+    }
+
+    /// Multiplies the gradient of every masked variable by its mask, before the optimizer step:
+    /// momentum and weight decay then never move a pruned weight (Liu et al.'s weight-level
+    /// `cifar_finetune.py` does `p.grad.data.mul_(mask)`). Variables without a gradient are skipped.
+    pub fn mask_gradients(&self, grads: &mut GradStore, vars: &[(String, Var)]) -> Result<()> {
+        for (name, var) in vars {
+            let Some(mask) = self.masks.get(name) else {
+                continue;
+            };
+            if let Some(g) = grads.get(var.as_tensor()) {
+                check_shape(name, mask, g)?;
+                let masked = g.mul(&mask.to_dtype(g.dtype())?)?;
+                grads.insert(var.as_tensor(), masked);
+            }
+        }
+        Ok(())
+    }
+
+    /// Multiplies every masked variable by its mask, after the optimizer step: weight decay
+    /// applied inside the optimizer (or float residue) cannot revive a pruned weight.
+    pub fn mask_vars(&self, vars: &[(String, Var)]) -> Result<()> {
+        for (name, var) in vars {
+            if let Some(mask) = self.masks.get(name) {
+                let w = var.as_tensor();
+                check_shape(name, mask, w)?;
+                var.set(&w.mul(&mask.to_dtype(w.dtype())?)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the masks as a safetensors file of u8 tensors, by weight name.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes: HashMap<String, Tensor> = self
+            .masks
+            .iter()
+            .map(|(n, m)| Ok((n.clone(), m.to_dtype(DType::U8)?)))
+            .collect::<Result<_>>()?;
+        candle_core::safetensors::save(&bytes, path).map_err(|source| Error::Io {
+            file: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads masks written by [`Masks::save`] onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let tensors = candle_core::safetensors::load(path, device).map_err(|source| Error::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::new(tensors)
+    }
+}
+
+fn check_shape(name: &str, mask: &Tensor, w: &Tensor) -> Result<()> {
+    if mask.dims() != w.dims() {
+        return Err(Error::MaskShape {
+            tensor: name.to_string(),
+            mask: mask.dims().to_vec(),
+            weight: w.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn masks_zero_weights_count_sparsity_and_round_trip() {
+        let masks = Masks::new([("w".to_string(), t(&[1., 0., 0., 1.]))]).unwrap();
+        let weights: HashMap<String, Tensor> = [
+            ("w".to_string(), t(&[1., 2., 3., 4.])),
+            ("b".to_string(), t(&[5.])),
+        ]
+        .into();
+        let out = masks.apply(&weights).unwrap();
+        assert_eq!(out["w"].to_vec1::<f32>().unwrap(), [1., 0., 0., 4.]);
+        assert_eq!(out["b"].to_vec1::<f32>().unwrap(), [5.]);
+        assert_eq!(masks.sparsity().unwrap(), 0.5);
+        assert_eq!(masks.per_tensor().unwrap()[0].pruned, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("masks.safetensors");
+        masks.save(&path).unwrap();
+        let back = Masks::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(
+            back.get("w").unwrap().to_vec1::<f32>().unwrap(),
+            [1., 0., 0., 1.]
+        );
+        let wrong: HashMap<String, Tensor> = [("w".to_string(), t(&[1.]))].into();
+        assert!(matches!(masks.apply(&wrong), Err(Error::MaskShape { .. })));
+        assert!(masks.apply(&HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn masked_gradient_steps_keep_pruned_weights_exactly_zero() {
+        // Plain SGD with weight decay, as a training loop would run it around the masks.
+        let masks = Masks::new([("w".to_string(), t(&[1., 0., 1., 0.]))]).unwrap();
+        let var = Var::from_tensor(&t(&[0.5, 0.0, -0.3, 0.0])).unwrap();
+        let vars = vec![("w".to_string(), var.clone())];
+        let x = t(&[1., 2., 3., 4.]);
+        for _ in 0..5 {
+            let loss = var.as_tensor().mul(&x).unwrap().sum_all().unwrap();
+            let mut grads = loss.backward().unwrap();
+            masks.mask_gradients(&mut grads, &vars).unwrap();
+            let g = grads.get(var.as_tensor()).unwrap();
+            assert_eq!(g.to_vec1::<f32>().unwrap(), [1., 0., 3., 0.]);
+            let decayed = (var.as_tensor() * 0.999).unwrap();
+            var.set(&(decayed - (g * 0.1).unwrap()).unwrap()).unwrap();
+            masks.mask_vars(&vars).unwrap();
+        }
+        let w = var.as_tensor().to_vec1::<f32>().unwrap();
+        assert_eq!((w[1], w[3]), (0.0, 0.0));
+        assert!(w[0] != 0.5 && w[2] != -0.3);
+    }
+}

@@ -1,0 +1,317 @@
+//! Selection and pruning plans: which channels (or how many weights) each group or tensor keeps,
+//! decided before anything is removed, so a plan can be saved as JSON and inspected first.
+
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::groups::{ChannelGroup, KeepSet, remove_channels};
+use crate::saliency::{FilterSaliency, ScoreRng, l1_filter_norms, l2_filter_norms};
+
+/// A pruning decision for a whole model, as `plan.json` stores it.
+///
+/// Structured pruning fills `groups` (per channel group, the kept indices); unstructured pruning
+/// fills `tensors` (per weight tensor, the mask's counts; the masks themselves are tensors and
+/// live in `masks.safetensors`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruningPlan {
+    /// How the decision was made: `pfec`, `random-filter`, `mwp`, `random-weight`, ...
+    pub method: String,
+    /// The method's version where it has several (`A`, `B` for PFEC ResNets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Per channel group, the channels kept (structured pruning), in the model's group order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupDecision>,
+    /// Per weight tensor, how many weights the mask removes (unstructured pruning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<TensorSparsity>,
+    /// The global score threshold of unstructured pruning: weights scoring `<=` it are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+}
+
+/// The channels one group keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDecision {
+    /// The group's name (see [`ChannelGroup::name`]).
+    pub group: String,
+    /// The kept channels.
+    pub keep: KeepSet,
+}
+
+/// How much of one weight tensor a mask removes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorSparsity {
+    /// The weight tensor.
+    pub tensor: String,
+    /// Its elements.
+    pub total: usize,
+    /// Elements the mask sets to zero.
+    pub pruned: usize,
+    /// `pruned / total`.
+    pub sparsity: f64,
+}
+
+impl PruningPlan {
+    /// The kept width of every group the plan prunes, by group name.
+    pub fn kept_widths(&self) -> BTreeMap<String, usize> {
+        self.groups
+            .iter()
+            .map(|d| (d.group.clone(), d.keep.len()))
+            .collect()
+    }
+
+    /// The fraction of weights removed over every tensor in `tensors` (0 for a structured plan).
+    pub fn sparsity(&self) -> f64 {
+        let total: usize = self.tensors.iter().map(|t| t.total).sum();
+        let pruned: usize = self.tensors.iter().map(|t| t.pruned).sum();
+        if total == 0 {
+            0.0
+        } else {
+            pruned as f64 / total as f64
+        }
+    }
+}
+
+/// How many of `channels` filters survive a pruning `ratio`: `int(channels * (1 - ratio))`, the
+/// truncation of `res56prune.py` and `res110prune.py`, computed in f64 as Python does
+/// (16 filters at ratio 0.6 keep 6, 64 at 0.1 keep 57).
+pub fn keep_count(channels: usize, ratio: f64) -> Result<usize> {
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(Error::Ratio(ratio));
+    }
+    Ok((channels as f64 * (1.0 - ratio)) as usize)
+}
+
+/// The `count` highest-scoring indices, as a [`KeepSet`] over `scores.len()` channels.
+///
+/// Ties go to the higher index: the reference takes `np.argsort(scores)[::-1][:count]`, and
+/// NumPy's sort is stable on the small arrays of a layer's filters, so reversing it puts the
+/// later of two equal scores first. A `count` of zero is an [`Error::EmptyGroup`].
+pub fn select_top(group: &str, scores: &[f32], count: usize) -> Result<KeepSet> {
+    if count == 0 {
+        return Err(Error::EmptyGroup {
+            group: group.to_string(),
+            channels: scores.len(),
+        });
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
+    order.truncate(count);
+    KeepSet::new(order, scores.len()).map_err(|e| with_group(e, group))
+}
+
+/// A structured plan: in every group of `targets` (group name, channels to keep), keep the
+/// filters of the group's score tensor that `saliency` ranks highest. Groups not named in
+/// `targets` are left whole and not listed. Random scores are drawn from one generator in the
+/// order of `groups`, so a seed fixes the whole plan.
+pub fn select_filters(
+    method: &str,
+    version: Option<&str>,
+    groups: &[ChannelGroup],
+    targets: &[(String, usize)],
+    saliency: FilterSaliency,
+    weights: &HashMap<String, Tensor>,
+) -> Result<PruningPlan> {
+    let targets: BTreeMap<&str, usize> = targets.iter().map(|(g, n)| (g.as_str(), *n)).collect();
+    if let Some(unknown) = targets
+        .keys()
+        .find(|t| !groups.iter().any(|g| g.name == **t))
+    {
+        return Err(Error::UnknownGroup(unknown.to_string()));
+    }
+    let mut rng = match saliency {
+        FilterSaliency::Random { seed } => Some(ScoreRng::new(seed)),
+        _ => None,
+    };
+    let mut decisions = Vec::new();
+    for group in groups {
+        let Some(&count) = targets.get(group.name.as_str()) else {
+            continue;
+        };
+        let scores = match (&mut rng, saliency) {
+            (Some(rng), _) => rng.scores(group.channels),
+            (None, s) => {
+                let w = weights
+                    .get(&group.score_tensor)
+                    .ok_or_else(|| Error::MissingTensor {
+                        context: format!("group `{}`", group.name),
+                        tensor: group.score_tensor.clone(),
+                    })?;
+                if s == FilterSaliency::L2 {
+                    l2_filter_norms(w)?
+                } else {
+                    l1_filter_norms(w)?
+                }
+            }
+        };
+        if scores.len() != group.channels {
+            return Err(Error::ChannelCount {
+                group: group.name.clone(),
+                planned: group.channels,
+                actual: scores.len(),
+            });
+        }
+        if count > group.channels {
+            return Err(Error::Keep {
+                group: group.name.clone(),
+                reason: format!("cannot keep {count} of {} channels", group.channels),
+            });
+        }
+        decisions.push(GroupDecision {
+            group: group.name.clone(),
+            keep: select_top(&group.name, &scores, count)?,
+        });
+    }
+    Ok(PruningPlan {
+        method: method.to_string(),
+        version: version.map(str::to_string),
+        groups: decisions,
+        tensors: Vec::new(),
+        threshold: None,
+    })
+}
+
+/// Applies a structured plan: every group it names loses the channels it does not keep, in every
+/// member tensor. Pure; unnamed groups and untouched tensors pass through.
+pub fn apply(
+    plan: &PruningPlan,
+    groups: &[ChannelGroup],
+    weights: &HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>> {
+    let decisions = plan
+        .groups
+        .iter()
+        .map(|d| {
+            groups
+                .iter()
+                .find(|g| g.name == d.group)
+                .map(|g| (g, &d.keep))
+                .ok_or_else(|| Error::UnknownGroup(d.group.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    remove_channels(&decisions, weights)
+}
+
+fn with_group(e: Error, group: &str) -> Error {
+    match e {
+        Error::Keep { reason, .. } => Error::Keep {
+            group: group.to_string(),
+            reason,
+        },
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::groups::GroupMember;
+
+    #[test]
+    fn keep_counts_truncate_as_python_int() {
+        assert_eq!(keep_count(16, 0.1).unwrap(), 14);
+        assert_eq!(keep_count(16, 0.6).unwrap(), 6);
+        assert_eq!(keep_count(32, 0.3).unwrap(), 22);
+        assert_eq!(keep_count(64, 0.1).unwrap(), 57);
+        assert_eq!(keep_count(32, 0.4).unwrap(), 19);
+        assert_eq!(keep_count(64, 0.3).unwrap(), 44);
+        assert_eq!(keep_count(16, 0.0).unwrap(), 16);
+        assert_eq!(keep_count(16, 1.0).unwrap(), 0);
+        assert!(keep_count(16, 1.5).is_err());
+    }
+
+    #[test]
+    fn top_selection_keeps_the_largest_and_breaks_ties_to_the_later_index() {
+        let k = select_top("g", &[0.5, 3.0, 1.0, 3.0], 2).unwrap();
+        assert_eq!(k.indices(), [1, 3]);
+        let k = select_top("g", &[1.0, 1.0, 1.0], 1).unwrap();
+        assert_eq!(k.indices(), [2]);
+        let err = select_top("g", &[1.0], 0).unwrap_err();
+        assert!(err.to_string().contains("`g`"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_round_trips_through_json_and_applies() {
+        let w1 = Tensor::new(&[[1f32], [-5.], [2.], [0.]], &Device::Cpu)
+            .unwrap()
+            .reshape((4, 1, 1, 1))
+            .unwrap();
+        let w2 = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 4, 1, 1))
+            .unwrap();
+        let weights: HashMap<String, Tensor> =
+            [("c1.weight".to_string(), w1), ("c2.weight".to_string(), w2)].into();
+        let groups = vec![ChannelGroup {
+            name: "c1".into(),
+            channels: 4,
+            score_tensor: "c1.weight".into(),
+            members: vec![
+                GroupMember::new("c1.weight", 0),
+                GroupMember::new("c2.weight", 1),
+            ],
+        }];
+        let plan = select_filters(
+            "pfec",
+            None,
+            &groups,
+            &[("c1".into(), 2)],
+            FilterSaliency::L1,
+            &weights,
+        )
+        .unwrap();
+        assert_eq!(plan.groups[0].keep.indices(), [1, 2]);
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: PruningPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+        let out = apply(&back, &groups, &weights).unwrap();
+        assert_eq!(
+            out["c2.weight"]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            [1., 2., 5., 6.]
+        );
+        assert_eq!(back.kept_widths()["c1"], 2);
+
+        let random = |seed| {
+            select_filters(
+                "random-filter",
+                None,
+                &groups,
+                &[("c1".into(), 2)],
+                FilterSaliency::Random { seed },
+                &weights,
+            )
+            .unwrap()
+        };
+        assert_eq!(random(1), random(1));
+        assert_eq!(random(1).groups[0].keep.len(), 2);
+        let unknown = select_filters(
+            "pfec",
+            None,
+            &groups,
+            &[("nope".into(), 1)],
+            FilterSaliency::L1,
+            &weights,
+        );
+        assert!(matches!(unknown, Err(Error::UnknownGroup(_))));
+        let all_gone = select_filters(
+            "pfec",
+            None,
+            &groups,
+            &[("c1".into(), 0)],
+            FilterSaliency::L1,
+            &weights,
+        )
+        .unwrap_err();
+        assert!(matches!(all_gone, Error::EmptyGroup { .. }), "{all_gone}");
+    }
+}
