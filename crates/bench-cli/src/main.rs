@@ -34,6 +34,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Prune a model (PFEC, magnitude, random) and write the pruned checkpoint and its plan.
     Prune(Box<cmd::prune::Args>),
+    /// Retrain a pruned checkpoint with FT, LRW, SLR or CLR.
+    Retrain(Box<cmd::retrain::Args>),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(*args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prune(args) => cmd::prune::run(*args),
+        Command::Retrain(args) => cmd::retrain::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -238,6 +238,24 @@ impl ModelConfig {
         }
     }
 
+    /// The unpruned model of the same family, depth, classes and input channels: the reference
+    /// a pruned config's reductions (and Scratch-B's budget) are measured against.
+    pub fn unpruned(&self) -> Result<Self> {
+        match self {
+            Self::ResNet(c) => {
+                let mut full = Self::resnet(c.depth, c.num_classes, c.in_channels)?;
+                if let Self::ResNet(f) = &mut full {
+                    f.detach_shortcut = c.detach_shortcut;
+                }
+                Ok(full)
+            }
+            Self::Vgg(c) => Self::vgg16(c.num_classes, c.in_channels),
+            Self::DenseNet(c) => {
+                Self::densenet(c.depth, c.growth_rate, c.num_classes, c.in_channels)
+            }
+        }
+    }
+
     fn is_unpruned(&self) -> bool {
         let reference = match self {
             Self::ResNet(c) => Self::resnet(c.depth, c.num_classes, c.in_channels),

@@ -42,7 +42,7 @@ pub mod saliency;
 
 pub use error::{Error, Result};
 pub use groups::{ChannelGroup, GroupMember, KeepSet, remove_channels};
-pub use mask::Masks;
+pub use mask::{MASKS_FILE, Masks};
 pub use mwp::{WeightSaliency, global_threshold};
 pub use pfec::{PfecVersion, ResNetPfec, resnet_keep_counts, resnet_settings, vgg16_keep_counts};
 pub use plan::{

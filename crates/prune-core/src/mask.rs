@@ -10,6 +10,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use crate::error::{Error, Result};
 use crate::plan::TensorSparsity;
 
+/// The file a checkpoint directory keeps its masks in, beside `model.safetensors`.
+pub const MASKS_FILE: &str = "masks.safetensors";
+
 /// One binary mask per weight tensor, by the tensor's name; 1 keeps a weight, 0 removes it.
 ///
 /// Masks are f32 in memory (multiplied into weights and gradients) and u8 on disk.

@@ -8,10 +8,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, ModuleT, Tensor};
+use candle_core::{D, DType, Device, ModuleT, Tensor, Var};
 use datasets::transform::{AugmentKey, Normalize, assemble, epoch_order};
 use datasets::{Dataset, ImageSet};
 use models::Model;
+use prune_core::{MASKS_FILE, Masks};
 use schedules::{Budget, LrSchedule};
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +223,9 @@ pub fn train(
         Some(s) => Model::load(&run.join(&s.last_dir), &device)?,
         None => initial_model(spec, &device)?,
     };
-    let mut sgd = Sgd::new(model.trainable_vars(), spec.sgd)?;
+    let vars = model.trainable_vars();
+    let masks = initial_masks(spec, &device)?;
+    let mut sgd = Sgd::new(vars.clone(), spec.sgd)?;
     if let Some(s) = &state {
         let path = run.join(&s.last_dir).join(OPTIMIZER_FILE);
         let tensors =
@@ -253,9 +256,13 @@ pub fn train(
         let epoch = state.epochs_done;
         let started = Instant::now();
         observer.epoch_start(epoch, spec.epochs, steps_per_epoch);
-        let (train_loss, train_acc) = train_epoch(
-            spec, &data, &model, &mut sgd, &schedule, &mut state, &run, observer,
-        )?;
+        let stepper = Stepper {
+            sgd: &mut sgd,
+            schedule: &schedule,
+            masks: masks.as_ref().map(|m| (m, vars.as_slice())),
+        };
+        let (train_loss, train_acc) =
+            train_epoch(spec, &data, &model, stepper, &mut state, &run, observer)?;
         let train_secs = started.elapsed().as_secs_f64();
         let val = evaluate(&model, &data.val, &data.normalize, spec.eval_batch_size)?;
         let test = evaluate(&model, &data.test, &data.normalize, spec.eval_batch_size)?;
@@ -275,7 +282,7 @@ pub fn train(
         // the two leaves a line that resuming drops and recomputes.
         history.push(metrics.clone());
         write_metrics(&run, &history)?;
-        checkpoint(&run, &model, &sgd, &mut state, &metrics)?;
+        checkpoint(&run, &model, &sgd, masks.as_ref(), &mut state, &metrics)?;
         tracing::info!(
             epoch,
             train_loss,
@@ -331,13 +338,32 @@ fn initial_model(spec: &ExperimentSpec, device: &Device) -> Result<Model> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it).
+fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>> {
+    let Init::Checkpoint { path } = &spec.init else {
+        return Ok(None);
+    };
+    let file = resolve_model_dir(path)?.join(MASKS_FILE);
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let masks = Masks::load(&file, device)?;
+    tracing::info!(file = %file.display(), sparsity = masks.sparsity()?, "keeping pruned weights at zero");
+    Ok(Some(masks))
+}
+
+/// What one iteration updates: the optimizer with the schedule's rate, within the masks.
+struct Stepper<'a> {
+    sgd: &'a mut Sgd,
+    schedule: &'a LrSchedule,
+    masks: Option<(&'a Masks, &'a [(String, Var)])>,
+}
+
 fn train_epoch(
     spec: &ExperimentSpec,
     data: &Prepared,
     model: &Model,
-    sgd: &mut Sgd,
-    schedule: &LrSchedule,
+    stepper: Stepper,
     state: &mut RunState,
     run: &RunDir,
     observer: &mut dyn Observer,
@@ -378,9 +404,21 @@ fn train_epoch(
                 kept,
             });
         }
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
         let step = state.global_step;
-        sgd.step(&grads, schedule.lr(step), schedule.momentum(step))?;
+        // DESIGN section 6: pruned weights get no gradient and are re-masked after the step, so
+        // they stay exactly zero (weight decay and momentum would otherwise move them).
+        if let Some((masks, vars)) = stepper.masks {
+            masks.mask_gradients(&mut grads, vars)?;
+        }
+        stepper.sgd.step(
+            &grads,
+            stepper.schedule.lr(step),
+            stepper.schedule.momentum(step),
+        )?;
+        if let Some((masks, vars)) = stepper.masks {
+            masks.mask_vars(vars)?;
+        }
         state.global_step += 1;
         loss_sum += f64::from(value) * batch.len() as f64;
         correct += count_correct(&logits, &y)?;
@@ -440,6 +478,7 @@ fn checkpoint(
     run: &RunDir,
     model: &Model,
     sgd: &Sgd,
+    masks: Option<&Masks>,
     state: &mut RunState,
     m: &EpochMetrics,
 ) -> Result<()> {
@@ -449,6 +488,9 @@ fn checkpoint(
     // A directory left by a run killed while writing it is incomplete: start it afresh.
     let _ = fs::remove_dir_all(&dir);
     model.save(&dir)?;
+    if let Some(masks) = masks {
+        masks.save(&dir.join(MASKS_FILE))?;
+    }
     let opt_path = dir.join(OPTIMIZER_FILE);
     let opt: HashMap<String, Tensor> = sgd.state();
     candle_core::safetensors::save(&opt, &opt_path)?;
@@ -457,6 +499,9 @@ fn checkpoint(
         let best_dir = format!("best-{epoch:04}");
         let _ = fs::remove_dir_all(run.join(&best_dir));
         model.save(&run.join(&best_dir))?;
+        if let Some(masks) = masks {
+            masks.save(&run.join(&best_dir).join(MASKS_FILE))?;
+        }
         state.best = Some(Best {
             epoch,
             val_acc: m.val_acc,

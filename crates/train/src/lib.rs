@@ -74,6 +74,9 @@ pub enum Error {
     /// A dataset error.
     #[error(transparent)]
     Data(#[from] datasets::Error),
+    /// A pruning error (masks).
+    #[error(transparent)]
+    Prune(#[from] prune_core::Error),
     /// A schedule error.
     #[error(transparent)]
     Schedule(#[from] schedules::Error),

@@ -178,3 +178,42 @@ pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
         None => Ok(path.to_path_buf()),
     }
 }
+
+/// The provenance file of a pruned checkpoint: where its weights came from.
+pub const ORIGIN_FILE: &str = "origin.json";
+
+/// What `origin.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The checkpoint the weights were pruned from, as given.
+    pub checkpoint: PathBuf,
+    /// The spec of the run that trained it, when it was a run directory (or itself pruned from
+    /// one).
+    pub spec: Option<crate::ExperimentSpec>,
+}
+
+/// Records in `dir/origin.json` that `dir`'s weights come from `source` (a run directory, a
+/// model directory, or a pruned checkpoint with its own origin).
+pub fn write_origin(dir: &Path, source: &Path) -> Result<()> {
+    let run = RunDir::new(source);
+    let spec = if run.spec().is_file() {
+        Some(read_json(&run.spec())?)
+    } else {
+        read_origin(source)?.and_then(|o| o.spec)
+    };
+    let origin = Origin {
+        checkpoint: source.to_path_buf(),
+        spec,
+    };
+    write_json(&dir.join(ORIGIN_FILE), &origin)
+}
+
+/// Reads `dir/origin.json`, if there is one.
+pub fn read_origin(dir: &Path) -> Result<Option<Origin>> {
+    let path = dir.join(ORIGIN_FILE);
+    if path.is_file() {
+        read_json(&path).map(Some)
+    } else {
+        Ok(None)
+    }
+}

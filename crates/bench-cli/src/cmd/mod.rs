@@ -4,6 +4,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod prune;
+pub mod retrain;
 pub mod schedule;
 pub mod train;
 

@@ -10,15 +10,14 @@ use candle_core::{DType, Device, Tensor};
 use clap::ValueEnum;
 use models::{Layer, Model, ModelConfig};
 use prune_core::{
-    FilterSaliency, Masks, PfecVersion, PruningPlan, WeightSaliency, global_threshold,
+    FilterSaliency, MASKS_FILE, Masks, PfecVersion, PruningPlan, WeightSaliency, global_threshold,
     select_filters,
 };
 use serde::Serialize;
 
+use crate::cmd::Format;
 use crate::output::{print_json, print_line, write_atomic};
 
-/// The masks file written beside an unstructured-pruned checkpoint.
-const MASKS_FILE: &str = "masks.safetensors";
 /// The plan file written into every output directory.
 const PLAN_FILE: &str = "plan.json";
 
@@ -109,14 +108,6 @@ impl Method {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// A short summary.
-    Text,
-    /// One JSON object.
-    Json,
-}
-
 /// What `--format json` prints.
 #[derive(Serialize)]
 struct Report {
@@ -151,7 +142,8 @@ pub fn run(args: Args) -> Result<()> {
             if !path.exists() {
                 bail!("checkpoint {} does not exist", path.display());
             }
-            Model::load(path, &device)?
+            // A run directory stands for its best-val model.
+            train::engine::load_model(path, &device)?.0
         }
         (None, Some(arch)) => {
             let config = ModelConfig::from_name(arch, args.classes, args.in_channels)?;
@@ -235,6 +227,14 @@ pub fn run(args: Args) -> Result<()> {
         }
         (plan, config.clone(), p, f, masks.sparsity()?)
     };
+    if !args.plan_only
+        && let Some(path) = &args.checkpoint
+    {
+        // Where the weights came from, with the run's spec: retraining reads the dataset and
+        // the original schedule (for LRW and FT) from it.
+        train::run::write_origin(&args.out, path)?;
+        files.push(train::run::ORIGIN_FILE);
+    }
     let report = Report {
         method: plan.method.clone(),
         version: plan.version.clone(),

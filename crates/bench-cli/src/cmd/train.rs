@@ -1,13 +1,14 @@
 //! `prunebench train`: train a model from scratch (or from a checkpoint) with a schedule, in a
 //! resumable run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
 use indicatif::{ProgressBar, ProgressStyle};
 use models::ModelConfig;
-use train::engine::{EpochMetrics, Observer, TrainOptions, train};
+use schedules::Schedule;
+use train::engine::{EpochMetrics, Observer, RunResult, TrainOptions, train};
 use train::sgd::SgdConfig;
 use train::{ExperimentSpec, Init};
 
@@ -27,12 +28,17 @@ pub struct Args {
     /// The folder holding the dataset (default: data/ for CIFAR, Debian's folder for Fashion-MNIST).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Epochs.
-    #[arg(long, default_value_t = 160)]
-    epochs: u32,
-    /// Learning-rate schedule in its text form (see `prunebench schedule --help`).
-    #[arg(long, default_value = "step:0.1@0,0.01@80,0.001@120")]
-    schedule: String,
+    /// Epochs [default: 160; with --scratch-budget, the base budget: 200 = 160 + 40 retraining].
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Learning-rate schedule in its text form (see `prunebench schedule --help`) [default:
+    /// step:0.1@0,0.01@80,0.001@120, or for --scratch-budget 0.1 divided by 10 at 50% and 75%].
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Train a pruned --config from scratch with Liu et al.'s budgets: e = the base epochs;
+    /// b = the base epochs times the FLOPs ratio of the unpruned to the pruned model.
+    #[arg(long, value_enum, requires = "config")]
+    scratch_budget: Option<ScratchBudget>,
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -67,9 +73,40 @@ pub struct Args {
     /// Continue a stopped run in --out.
     #[arg(long)]
     resume: bool,
+    /// Print the experiment spec as JSON and exit without training.
+    #[arg(long)]
+    print_spec: bool,
     /// Print result.json at the end instead of a summary line.
     #[arg(long, value_enum, default_value = "text")]
     format: crate::cmd::Format,
+}
+
+/// Liu et al. 2019's baselines for a pruned architecture trained from scratch.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScratchBudget {
+    /// Scratch-E: as many epochs as the base budget.
+    E,
+    /// Scratch-B: the same computation as the unpruned model's base budget.
+    B,
+}
+
+/// The epochs and schedule of a scratch baseline, as the official code (`main_E.py`,
+/// `main_B.py`): B scales by `int(epochs * flops_unpruned / flops_pruned)`, and the rate drops
+/// by 10 at `int(0.5 E)` and `int(0.75 E)`.
+fn scratch(config: &ModelConfig, budget: ScratchBudget, base: u32) -> Result<(u32, Schedule)> {
+    let epochs = match budget {
+        ScratchBudget::E => base,
+        ScratchBudget::B => {
+            let full = config.unpruned()?;
+            (f64::from(base) * full.flops() as f64 / config.flops() as f64) as u32
+        }
+    };
+    let milestones = [
+        (f64::from(epochs) * 0.5) as u32,
+        (f64::from(epochs) * 0.75) as u32,
+    ];
+    let pieces = schedules::StepSchedule::multistep(0.1, &milestones, 0.1)?;
+    Ok((epochs, Schedule::Step { pieces }))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -102,15 +139,25 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None, None) => bail!("give --arch, --config or --from"),
     };
-    let schedule = args
-        .schedule
-        .parse()
-        .with_context(|| format!("schedule '{}'", args.schedule))?;
+    let (epochs, default_schedule) = match args.scratch_budget {
+        Some(budget) => {
+            let (e, s) = scratch(&model, budget, args.epochs.unwrap_or(200))?;
+            (e, s)
+        }
+        None => (
+            args.epochs.unwrap_or(160),
+            Schedule::original(schedules::Preset::Cifar),
+        ),
+    };
+    let schedule = match &args.schedule {
+        Some(text) => text.parse().with_context(|| format!("schedule '{text}'"))?,
+        None => default_schedule,
+    };
     let mut spec = ExperimentSpec::paper(dataset, model);
     spec.data_dir = args.data_dir;
     spec.init = init;
     spec.schedule = schedule;
-    spec.epochs = args.epochs;
+    spec.epochs = epochs;
     spec.batch_size = args.batch_size;
     spec.seed = u64::from(args.seed);
     spec.split_seed = args.seed;
@@ -123,6 +170,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.no_augment {
         spec.augment = datasets::transform::Augment::NONE;
     }
+    if args.print_spec {
+        return print_json(&spec);
+    }
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
@@ -132,10 +182,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut progress = Progress::new();
     let result = train(&spec, &out, &opts, &mut progress);
-    progress.bar.finish_and_clear();
+    progress.finish();
     let result = result.with_context(|| format!("run {}", out.display()))?;
-    match args.format {
-        crate::cmd::Format::Json => print_json(&result),
+    report(&result, &out, args.format)
+}
+
+/// Prints a finished run's result: a summary line, or result.json.
+pub fn report(result: &RunResult, out: &Path, format: crate::cmd::Format) -> Result<()> {
+    match format {
+        crate::cmd::Format::Json => print_json(result),
         crate::cmd::Format::Text => print_line(&format!(
             "{}: test accuracy {:.2}% at the best validation epoch {} (val {:.2}%), final test {:.2}%; run in {}",
             result.model,
@@ -149,23 +204,25 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// An indicatif bar per epoch, with the running loss and accuracy, and a line per finished epoch.
-struct Progress {
+pub struct Progress {
     bar: ProgressBar,
-    last_loss: f32,
 }
 
 impl Progress {
-    fn new() -> Self {
+    /// A hidden-until-used bar on standard error.
+    pub fn new() -> Self {
         let bar = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
-        Self {
-            bar,
-            last_loss: 0.0,
-        }
+        Self { bar }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -177,7 +234,6 @@ impl Observer for Progress {
     }
 
     fn step(&mut self, iteration: usize, loss: f32, running_acc: f64) {
-        self.last_loss = loss;
         self.bar.set_position(iteration as u64 + 1);
         self.bar
             .set_message(format!("loss {loss:.4} acc {:.1}%", 100.0 * running_acc));

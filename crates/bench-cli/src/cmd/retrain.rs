@@ -1,0 +1,121 @@
+//! `prunebench retrain`: retrain a pruned checkpoint with FT, LRW, SLR or CLR (or any schedule).
+//!
+//! The dataset, split, seed and SGD settings default to those of the run the checkpoint was
+//! pruned from (its `origin.json`); `lrw` and `ft` derive from that run's original schedule.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use datasets::DatasetKind;
+use schedules::Schedule;
+use train::engine::{TrainOptions, load_model, train};
+use train::run::read_origin;
+use train::{ExperimentSpec, Init};
+
+use crate::cmd::train::{Progress, report};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pruned checkpoint (from `prunebench prune`), or any model or run directory.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: PathBuf,
+    /// ft, lrw, slr, clr, with optional parameters (clr:max=0.05), or any schedule text.
+    #[arg(long, default_value = "clr")]
+    schedule: String,
+    /// The retraining budget in epochs (40 in the paper's Table 2).
+    #[arg(long, default_value_t = 40)]
+    epochs: u32,
+    /// The dataset (default: the origin run's).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// The dataset's folder (default: the origin run's).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seed of the data order, augmentation and split (default: the origin run's).
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Training batch size (default: the origin run's, else 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on only the first N images of the training split (default: the origin run's).
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// The run directory (default: runs/<spec hash>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue a stopped run in --out.
+    #[arg(long)]
+    resume: bool,
+    /// text or json (result.json).
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::cmd::Format,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (model, dir) = load_model(&args.checkpoint, &candle_core::Device::Cpu)
+        .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
+    let origin = read_origin(&dir)?.and_then(|o| o.spec);
+    let dataset: DatasetKind = match (&args.dataset, &origin) {
+        (Some(name), _) => name.parse()?,
+        (None, Some(spec)) => spec.dataset,
+        (None, None) => bail!(
+            "{} has no origin.json naming its dataset: pass --dataset",
+            dir.display()
+        ),
+    };
+    let mut spec = match &origin {
+        Some(o) if o.dataset == dataset => o.clone(),
+        _ => ExperimentSpec::paper(dataset, model.config().clone()),
+    };
+    spec.schedule = retraining_schedule(&args.schedule, origin.as_ref())?;
+    spec.model = model.config().clone();
+    spec.init = Init::Checkpoint {
+        path: args.checkpoint.clone(),
+    };
+    spec.epochs = args.epochs;
+    if args.data_dir.is_some() {
+        spec.data_dir = args.data_dir;
+    }
+    if let Some(seed) = args.seed {
+        spec.seed = u64::from(seed);
+        spec.split_seed = seed;
+    }
+    if let Some(b) = args.batch_size {
+        spec.batch_size = b;
+    }
+    if args.limit_train.is_some() {
+        spec.limit_train = args.limit_train;
+    }
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
+    let opts = TrainOptions {
+        resume: args.resume,
+        ..Default::default()
+    };
+    let mut progress = Progress::new();
+    let result = train(&spec, &out, &opts, &mut progress);
+    progress.finish();
+    let result = result.with_context(|| format!("run {}", out.display()))?;
+    report(&result, &out, args.format)
+}
+
+/// `ft` and `lrw` without parameters follow the original training of the pruned model's run
+/// (DESIGN section 2); anything else parses as written.
+fn retraining_schedule(text: &str, origin: Option<&ExperimentSpec>) -> Result<Schedule> {
+    let parsed: Schedule = text.parse().with_context(|| format!("schedule '{text}'"))?;
+    let original = origin.and_then(|o| match &o.schedule {
+        Schedule::Step { pieces } => Some((pieces.clone(), o.epochs)),
+        _ => None,
+    });
+    Ok(match (text.trim(), original) {
+        ("lrw", Some((pieces, epochs))) => Schedule::Lrw {
+            original: pieces,
+            original_epochs: epochs,
+        },
+        ("ft", Some((pieces, _))) => Schedule::Ft {
+            lr: pieces.last_lr(),
+        },
+        _ => parsed,
+    })
+}

@@ -1,0 +1,285 @@
+//! The whole chain from the command line: train -> prune (PFEC-B) -> retrain (CLR) -> eval, the
+//! unstructured chain whose masked weights stay exactly zero through retraining, and the
+//! Scratch-E/B budgets. On a tiny dataset in the real Fashion-MNIST format, so it runs in
+//! seconds on a CPU.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use candle_core::Device;
+
+fn prunebench(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_prunebench"))
+        .args(args)
+        .output()
+        .expect("run prunebench");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_prune_retrain_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let (run, pruned, retrained) = (
+        tmp.path().join("run"),
+        tmp.path().join("pruned"),
+        tmp.path().join("retrained"),
+    );
+
+    prunebench(&[
+        "train",
+        "--arch",
+        "resnet56",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--epochs",
+        "1",
+        "--schedule",
+        "step:0.1@0,0.01@1",
+        "--batch-size",
+        "16",
+        "--limit-train",
+        "32",
+        "--out",
+        s(&run),
+    ]);
+    let p = json(&prunebench(&[
+        "prune",
+        "--checkpoint",
+        s(&run),
+        "--method",
+        "pfec",
+        "--version",
+        "B",
+        "--out",
+        s(&pruned),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        p["params_before"], 852_730,
+        "ResNet-56 with one input channel: 853,018 - 2 * 16 * 9"
+    );
+    let cut = 1.0 - p["params_after"].as_f64().unwrap() / p["params_before"].as_f64().unwrap();
+    assert!((cut - 0.137).abs() < 0.005, "params cut {cut}");
+    // origin.json carries the run's spec to retraining.
+    let origin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pruned.join("origin.json")).unwrap())
+            .unwrap();
+    assert_eq!(origin["spec"]["dataset"], "fashion-mnist");
+
+    let r = json(&prunebench(&[
+        "retrain",
+        "--checkpoint",
+        s(&pruned),
+        "--schedule",
+        "clr",
+        "--epochs",
+        "1",
+        "--out",
+        s(&retrained),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(r["model"], "resnet56-pruned");
+    assert_eq!(r["params"], p["params_after"]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(retrained.join("spec.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["schedule"]["kind"], "clr");
+    assert_eq!(
+        spec["limit_train"], 32,
+        "retraining inherits the origin run's data settings"
+    );
+
+    // The retrained run evaluates alone, and agrees with its result.json.
+    let e = json(&prunebench(&[
+        "eval",
+        "--checkpoint",
+        s(&retrained),
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(e["accuracy"], r["test_acc"]);
+    assert_eq!(e["model"], "resnet56-pruned");
+}
+
+#[test]
+fn masked_weights_stay_zero_through_retraining_and_lrw_follows_the_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let (run, sparse, retrained) = (
+        tmp.path().join("run"),
+        tmp.path().join("sparse"),
+        tmp.path().join("retrained"),
+    );
+    prunebench(&[
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--epochs",
+        "3",
+        "--schedule",
+        "step:0.1@0,0.01@2",
+        "--batch-size",
+        "16",
+        "--limit-train",
+        "32",
+        "--out",
+        s(&run),
+    ]);
+    prunebench(&[
+        "prune",
+        "--checkpoint",
+        s(&run),
+        "--method",
+        "mwp",
+        "--sparsity",
+        "0.7",
+        "--out",
+        s(&sparse),
+    ]);
+    // LRW over 2 of the original's 3 epochs: 0.1 then 0.01.
+    prunebench(&[
+        "retrain",
+        "--checkpoint",
+        s(&sparse),
+        "--schedule",
+        "lrw",
+        "--epochs",
+        "2",
+        "--out",
+        s(&retrained),
+    ]);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(retrained.join("spec.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["schedule"]["kind"], "lrw");
+    assert_eq!(spec["schedule"]["original_epochs"], 3);
+    let lrs: Vec<f64> = std::fs::read_to_string(retrained.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lrs, vec![0.1, 0.01]);
+
+    let masks = prune_core::Masks::load(&sparse.join("masks.safetensors"), &Device::Cpu).unwrap();
+    let (model, dir) = train::engine::load_model(&retrained, &Device::Cpu).unwrap();
+    assert!(
+        dir.join("masks.safetensors").is_file(),
+        "the retrained checkpoint keeps its masks"
+    );
+    let tensors = model.tensors().unwrap();
+    let (mut pruned, mut moved) = (0usize, 0usize);
+    for (name, mask) in masks.iter() {
+        let w = tensors[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let m = mask
+            .flatten_all()
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let before = Model::load_weights(&sparse, name);
+        for ((w, m), b) in w.iter().zip(&m).zip(&before) {
+            if *m == 0.0 {
+                pruned += 1;
+                assert_eq!(*w, 0.0, "{name}: a pruned weight moved");
+            } else if w != b {
+                moved += 1;
+            }
+        }
+    }
+    assert!(
+        pruned > 0 && moved > 0,
+        "pruned {pruned}, kept weights moved {moved}"
+    );
+}
+
+/// Reads one tensor of a checkpoint as f32 values.
+struct Model;
+impl Model {
+    fn load_weights(dir: &Path, name: &str) -> Vec<f32> {
+        let (m, _) = train::engine::load_model(dir, &Device::Cpu).unwrap();
+        m.tensors().unwrap()[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    }
+}
+
+#[test]
+fn scratch_budgets_follow_liu_et_al() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pruned = tmp.path().join("pruned");
+    prunebench(&[
+        "prune",
+        "--arch",
+        "resnet56",
+        "--method",
+        "pfec",
+        "--version",
+        "B",
+        "--out",
+        s(&pruned),
+    ]);
+    let config = pruned.join("config.json");
+    let spec = |budget: &str| {
+        json(&prunebench(&[
+            "train",
+            "--config",
+            s(&config),
+            "--dataset",
+            "cifar10",
+            "--scratch-budget",
+            budget,
+            "--print-spec",
+        ]))
+    };
+    let e = spec("e");
+    assert_eq!(e["epochs"], 200);
+    assert_eq!(e["schedule"]["pieces"][1]["epoch"], 100);
+    assert_eq!(e["schedule"]["pieces"][2]["epoch"], 150);
+    // B: int(200 * 125,485,696 / 90,907,264) = 276 epochs, drops at 138 and 207.
+    let b = spec("b");
+    assert_eq!(b["epochs"], 276);
+    assert_eq!(b["schedule"]["pieces"][1]["epoch"], 138);
+    assert_eq!(b["schedule"]["pieces"][2]["epoch"], 207);
+    assert_eq!(b["model"]["arch"], "resnet");
+}
