@@ -13,7 +13,10 @@ use train::sgd::{Sgd, SgdConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes `--bench`; a filter argument selects models by name.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let iters: usize = std::env::var("PRUNEBENCH_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -21,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("CPU, {threads} threads, {iters} timed iterations after 1 warm-up");
-    println!("{:<10} {:>6} {:>14} {:>14}", "model", "batch", "train img/s", "infer img/s");
+    println!(
+        "{:<10} {:>6} {:>14} {:>14}",
+        "model", "batch", "train img/s", "infer img/s"
+    );
     let mut rows = Vec::new();
     for arch in ["resnet20", "resnet56"] {
         if !filter.is_empty() && !filter.iter().any(|f| arch.contains(f.as_str())) {
@@ -32,7 +38,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let model = Model::init(&config, 1, &device)?;
             let mut sgd = Sgd::new(model.trainable_vars(), SgdConfig::default())?;
             let x = Tensor::randn(0f32, 1.0, (batch, 3, 32, 32), &device)?;
-            let y = Tensor::from_vec((0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(), batch, &device)?;
+            let y = Tensor::from_vec(
+                (0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
+                batch,
+                &device,
+            )?;
             let train_step = |sgd: &mut Sgd| -> Result<(), Box<dyn std::error::Error>> {
                 let logits = model.forward_t(&x, true)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
@@ -40,7 +50,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             };
             let infer = || -> Result<(), Box<dyn std::error::Error>> {
-                model.forward_t(&x, false)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+                model
+                    .forward_t(&x, false)?
+                    .to_dtype(DType::F32)?
+                    .sum_all()?
+                    .to_scalar::<f32>()?;
                 Ok(())
             };
             train_step(&mut sgd)?;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
 use schedules::Schedule;
-use train::engine::{TrainOptions, load_model, train};
+use train::engine::load_model;
 use train::run::read_origin;
 use train::{ExperimentSpec, Init};
 
-use crate::cmd::train::{Progress, report};
+use crate::cmd::train::execute;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -86,18 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.limit_train.is_some() {
         spec.limit_train = args.limit_train;
     }
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
-    let opts = TrainOptions {
-        resume: args.resume,
-        ..Default::default()
-    };
-    let mut progress = Progress::new();
-    let result = train(&spec, &out, &opts, &mut progress);
-    progress.finish();
-    let result = result.with_context(|| format!("run {}", out.display()))?;
-    report(&result, &out, args.format)
+    execute(&spec, args.out, args.resume, args.format)
 }
 
 /// `ft` and `lrw` without parameters follow the original training of the pruned model's run

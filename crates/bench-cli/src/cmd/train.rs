@@ -173,22 +173,30 @@ pub fn run(args: Args) -> Result<()> {
     if args.print_spec {
         return print_json(&spec);
     }
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
+    execute(&spec, args.out, args.resume, args.format)
+}
+
+/// Runs `spec` in `out` (default `runs/<spec hash>`) with a progress bar, then prints the result.
+pub fn execute(
+    spec: &ExperimentSpec,
+    out: Option<PathBuf>,
+    resume: bool,
+    format: crate::cmd::Format,
+) -> Result<()> {
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
     let opts = TrainOptions {
-        resume: args.resume,
+        resume,
         ..Default::default()
     };
     let mut progress = Progress::new();
-    let result = train(&spec, &out, &opts, &mut progress);
+    let result = train(spec, &out, &opts, &mut progress);
     progress.finish();
     let result = result.with_context(|| format!("run {}", out.display()))?;
-    report(&result, &out, args.format)
+    report(&result, &out, format)
 }
 
 /// Prints a finished run's result: a summary line, or result.json.
-pub fn report(result: &RunResult, out: &Path, format: crate::cmd::Format) -> Result<()> {
+fn report(result: &RunResult, out: &Path, format: crate::cmd::Format) -> Result<()> {
     match format {
         crate::cmd::Format::Json => print_json(result),
         crate::cmd::Format::Text => print_line(&format!(
