@@ -148,6 +148,13 @@ fn check_spec(spec: &ExperimentSpec) -> Result<()> {
     if spec.batch_size == 0 || spec.eval_batch_size == 0 {
         return Err(Error::Config("batch sizes must be at least 1".into()));
     }
+    if let Some(rate) = spec.soft_prune
+        && !(0.0..1.0).contains(&rate)
+    {
+        return Err(Error::Config(format!(
+            "the soft-pruning rate must be in [0, 1), got {rate}"
+        )));
+    }
     if !(0.0..1.0).contains(&spec.val_fraction) {
         return Err(Error::Config(format!(
             "the validation fraction must be in [0, 1), got {}",
@@ -263,6 +270,9 @@ pub fn train(
         };
         let (train_loss, train_acc) =
             train_epoch(spec, &data, &model, stepper, &mut state, &run, observer)?;
+        if let Some(rate) = spec.soft_prune {
+            soft_prune(&model, rate)?;
+        }
         let train_secs = started.elapsed().as_secs_f64();
         let val = evaluate(&model, &data.val, &data.normalize, spec.eval_batch_size)?;
         let test = evaluate(&model, &data.test, &data.normalize, spec.eval_batch_size)?;
@@ -336,6 +346,37 @@ fn initial_model(spec: &ExperimentSpec, device: &Device) -> Result<Model> {
             Ok(model)
         }
     }
+}
+
+/// SFP's step (He et al. 2018, `get_filter_codebook`): in every prunable layer (the score tensor
+/// of each channel group), the `int(n * rate)` filters with the smallest l2 norm are set to zero.
+/// Only the filters: their BatchNorm and readers stay, so the filters can recover next epoch.
+fn soft_prune(model: &Model, rate: f64) -> Result<()> {
+    let vars: HashMap<String, Var> = model.trainable_vars().into_iter().collect();
+    for group in model.config().channel_groups() {
+        let Some(var) = vars.get(&group.score_tensor) else {
+            continue;
+        };
+        let w = var.as_tensor();
+        let n = w.dim(0)?;
+        let zeroed = (n as f64 * rate) as usize;
+        if zeroed == 0 {
+            continue;
+        }
+        let norms = prune_core::l2_filter_norms(w)?;
+        let mut order: Vec<usize> = (0..n).collect();
+        // Ties broken by index, so the same weights always zero the same filters.
+        order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]).then(a.cmp(&b)));
+        let mut keep = vec![1f32; n];
+        for &i in &order[..zeroed] {
+            keep[i] = 0.0;
+        }
+        let mut shape = vec![1; w.rank()];
+        shape[0] = n;
+        let mask = Tensor::from_vec(keep, shape, w.device())?.to_dtype(w.dtype())?;
+        var.set(&w.broadcast_mul(&mask)?)?;
+    }
+    Ok(())
 }
 
 /// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it).

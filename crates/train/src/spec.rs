@@ -63,6 +63,12 @@ pub struct ExperimentSpec {
     pub sgd: SgdConfig,
     /// Training augmentation.
     pub augment: Augment,
+    /// Soft filter pruning (He et al. 2018): after every epoch, zero the filters with the
+    /// smallest l2 norm, this fraction of each prunable layer (`int(n * rate)` filters); they may
+    /// grow back during the next epoch. Absent from the JSON when off, so older specs keep their
+    /// hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_prune: Option<f64>,
 }
 
 impl ExperimentSpec {
@@ -85,6 +91,7 @@ impl ExperimentSpec {
             limit_train: None,
             sgd: SgdConfig::default(),
             augment: dataset.augment(),
+            soft_prune: None,
         }
     }
 

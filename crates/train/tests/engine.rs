@@ -183,3 +183,57 @@ fn a_model_for_another_dataset_is_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("takes 3 channels"), "{e}");
 }
+
+#[test]
+fn soft_filter_pruning_zeroes_the_weakest_filters_after_every_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    write_dataset(&data);
+    let mut s = spec(&data, "ft:lr=0.05", 2);
+    s.limit_train = Some(32);
+    s.soft_prune = Some(0.5);
+    let run = tmp.path().join("run");
+    let r = train(&s, &run, &TrainOptions::default(), &mut Silent).unwrap();
+    let model = Model::load(&run.join(&r.best_model), &candle_core::Device::Cpu).unwrap();
+    let tensors = model.tensors().unwrap();
+    for group in model.config().channel_groups() {
+        let w = &tensors[&group.score_tensor];
+        let rows = w
+            .flatten_from(1)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let zero = rows.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(
+            zero,
+            group.channels / 2,
+            "{}: {zero} of {} filters zero",
+            group.name,
+            group.channels
+        );
+    }
+    // The spec records it; a rate outside [0, 1) is refused.
+    assert!(
+        std::fs::read_to_string(run.join("spec.json"))
+            .unwrap()
+            .contains("\"soft_prune\": 0.5")
+    );
+    s.soft_prune = Some(1.0);
+    let e = train(
+        &s,
+        &tmp.path().join("bad"),
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("soft-pruning rate must be in [0, 1)"),
+        "{e}"
+    );
+}

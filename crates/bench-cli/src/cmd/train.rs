@@ -67,6 +67,10 @@ pub struct Args {
     /// No training augmentation.
     #[arg(long)]
     no_augment: bool,
+    /// Soft filter pruning (SFP): after every epoch zero this fraction of each prunable layer's
+    /// filters, those with the smallest l2 norm.
+    #[arg(long, value_name = "RATE")]
+    soft_prune: Option<f64>,
     /// The run directory (default: runs/<spec hash>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -167,6 +171,7 @@ pub fn run(args: Args) -> Result<()> {
         weight_decay: args.weight_decay,
         nesterov: args.nesterov,
     };
+    spec.soft_prune = args.soft_prune;
     if args.no_augment {
         spec.augment = datasets::transform::Augment::NONE;
     }
