@@ -1,23 +1,8 @@
 //! End-to-end tests of `prunebench model info`.
 
-use std::process::Command;
+mod common;
 
-fn prunebench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_prunebench"))
-        .args(args)
-        .output()
-        .expect("run prunebench")
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = prunebench(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
+use common::{json, prunebench};
 
 #[test]
 fn resnet56_reports_the_published_parameter_count() {

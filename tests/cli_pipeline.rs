@@ -3,30 +3,17 @@
 //! Scratch-E/B budgets. On a tiny dataset in the real Fashion-MNIST format, so it runs in
 //! seconds on a CPU.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use candle_core::Device;
+use common::{json, s};
 
-fn prunebench(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_prunebench"))
-        .args(args)
-        .output()
-        .expect("run prunebench");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// Runs `prunebench`, failing the test if the command fails.
+fn prunebench(args: &[&str]) {
+    let o = common::prunebench(args);
+    assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
 }
 
 #[test]
@@ -60,7 +47,7 @@ fn train_prune_retrain_eval() {
         "--out",
         s(&run),
     ]);
-    let p = json(&prunebench(&[
+    let p = json(&[
         "prune",
         "--checkpoint",
         s(&run),
@@ -72,7 +59,7 @@ fn train_prune_retrain_eval() {
         s(&pruned),
         "--format",
         "json",
-    ]));
+    ]);
     assert_eq!(
         p["params_before"], 852_730,
         "ResNet-56 with one input channel: 853,018 - 2 * 16 * 9"
@@ -85,7 +72,7 @@ fn train_prune_retrain_eval() {
             .unwrap();
     assert_eq!(origin["spec"]["dataset"], "fashion-mnist");
 
-    let r = json(&prunebench(&[
+    let r = json(&[
         "retrain",
         "--checkpoint",
         s(&pruned),
@@ -97,7 +84,7 @@ fn train_prune_retrain_eval() {
         s(&retrained),
         "--format",
         "json",
-    ]));
+    ]);
     assert_eq!(r["model"], "resnet56-pruned");
     assert_eq!(r["params"], p["params_after"]);
     let spec: serde_json::Value =
@@ -110,7 +97,7 @@ fn train_prune_retrain_eval() {
     );
 
     // The retrained run evaluates alone, and agrees with its result.json.
-    let e = json(&prunebench(&[
+    let e = json(&[
         "eval",
         "--checkpoint",
         s(&retrained),
@@ -120,7 +107,7 @@ fn train_prune_retrain_eval() {
         s(&data),
         "--format",
         "json",
-    ]));
+    ]);
     assert_eq!(e["accuracy"], r["test_acc"]);
     assert_eq!(e["model"], "resnet56-pruned");
 }
@@ -261,7 +248,7 @@ fn scratch_budgets_follow_liu_et_al() {
     ]);
     let config = pruned.join("config.json");
     let spec = |budget: &str| {
-        json(&prunebench(&[
+        json(&[
             "train",
             "--config",
             s(&config),
@@ -270,7 +257,7 @@ fn scratch_budgets_follow_liu_et_al() {
             "--scratch-budget",
             budget,
             "--print-spec",
-        ]))
+        ])
     };
     let e = spec("e");
     assert_eq!(e["epochs"], 200);

@@ -1,29 +1,13 @@
 //! End-to-end tests of `prunebench prune`, on freshly initialised models (`--arch`), so no
 //! training is needed.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use candle_core::Device;
 use models::{Model, ModelConfig};
 use prune_core::Masks;
 
-fn prunebench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunebench"))
-        .args(args)
-        .output()
-        .expect("run prunebench")
-}
+mod common;
 
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = prunebench(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
+use common::{json, prunebench, s};
 
 fn fails_on_one_line(args: &[&str], needle: &str) {
     let out = prunebench(args);
@@ -36,10 +20,6 @@ fn fails_on_one_line(args: &[&str], needle: &str) {
 fn pct(v: &serde_json::Value, before: &str, after: &str) -> f64 {
     let b = v[before].as_f64().unwrap();
     100.0 * (b - v[after].as_f64().unwrap()) / b
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

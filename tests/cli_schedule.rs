@@ -1,21 +1,8 @@
 //! End-to-end tests of `prunebench schedule`, driving the real binary.
 
-use std::process::{Command, Output};
+mod common;
 
-fn prunebench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunebench"))
-        .args(args)
-        .output()
-        .expect("run prunebench")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
+use common::{prunebench, stderr, stdout};
 
 #[test]
 fn clr_csv_has_one_row_per_iteration_following_the_formula() {
