@@ -592,7 +592,11 @@ mod tests {
         spec.limit_eval = Some(3);
         let limited = prepare(&spec).unwrap();
         assert_eq!((limited.val.len(), limited.test.len()), (3, 3));
-        assert_eq!(limited.train.len(), all.train.len(), "training is untouched");
+        assert_eq!(
+            limited.train.len(),
+            all.train.len(),
+            "training is untouched"
+        );
         // The first images, in the split's order: the same ones every run evaluates.
         let first = |s: &ImageSet| assemble(s, &[0, 1, 2], &spec.dataset.normalize(), None);
         assert_eq!(first(&limited.test).labels, first(&all.test).labels);

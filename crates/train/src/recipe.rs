@@ -2,7 +2,7 @@
 //! `prunebench train`/`retrain` and `cargo xtask reproduce` so the two cannot disagree.
 
 use models::ModelConfig;
-use schedules::Schedule;
+use schedules::{Schedule, StepRate, StepSchedule};
 
 use crate::{ExperimentSpec, Result};
 
@@ -31,7 +31,19 @@ pub fn scratch(config: &ModelConfig, budget: ScratchBudget, base: u32) -> Result
         (f64::from(epochs) * 0.5) as u32,
         (f64::from(epochs) * 0.75) as u32,
     ];
-    let pieces = schedules::StepSchedule::multistep(0.1, &milestones, 0.1)?;
+    // PyTorch's MultiStepLR counts milestones: one that repeats (short budgets: E = 2 gives
+    // [1, 1]) divides twice at that epoch, and one at epoch 0 is never reached.
+    let mut pieces = vec![StepRate { epoch: 0, lr: 0.1 }];
+    for m in milestones.into_iter().filter(|&m| m > 0) {
+        let last = pieces.len() - 1;
+        let lr = pieces[last].lr * 0.1;
+        if pieces[last].epoch == m {
+            pieces[last].lr = lr;
+        } else {
+            pieces.push(StepRate { epoch: m, lr });
+        }
+    }
+    let pieces = StepSchedule::new(pieces)?;
     Ok((epochs, Schedule::Step { pieces }))
 }
 
@@ -63,8 +75,7 @@ mod tests {
     #[test]
     fn scratch_b_scales_by_the_flops_ratio() {
         let full = ModelConfig::from_name("resnet56", 10, 3).unwrap();
-        let pruned =
-            crate::prune::pfec_config(&full, Some(prune_core::PfecVersion::B)).unwrap();
+        let pruned = crate::prune::pfec_config(&full, Some(prune_core::PfecVersion::B)).unwrap();
         let (e, _) = scratch(&pruned, ScratchBudget::E, 200).unwrap();
         let (b, _) = scratch(&pruned, ScratchBudget::B, 200).unwrap();
         assert_eq!(e, 200);
@@ -74,6 +85,21 @@ mod tests {
             (200.0 * full.flops() as f64 / pruned.flops() as f64) as u32
         );
         assert!((270..=280).contains(&b), "{b}");
+    }
+
+    #[test]
+    fn short_scratch_budgets_count_repeated_milestones_as_pytorch() {
+        let full = ModelConfig::from_name("resnet20", 10, 1).unwrap();
+        let lrs = |e: u32| -> Vec<f64> {
+            let (_, s) = scratch(&full, ScratchBudget::E, e).unwrap();
+            let Schedule::Step { pieces } = s else {
+                panic!()
+            };
+            (0..e).map(|k| pieces.lr(k)).collect()
+        };
+        assert_eq!(lrs(1), [0.1]);
+        assert_eq!(lrs(2), [0.1, 0.1 * 0.1 * 0.1]);
+        assert_eq!(lrs(4), [0.1, 0.1, 0.1 * 0.1, 0.1 * 0.1 * 0.1]);
     }
 
     #[test]
