@@ -15,11 +15,11 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", about = "prunebench repository tasks")]
 struct Cli {
     #[command(subcommand)]
-    task: Task,
+    task: Command,
 }
 
 #[derive(Subcommand)]
-enum Task {
+enum Command {
     /// Reproduce a figure or table of the paper.
     Reproduce(reproduce::Args),
     /// Write the bundled Fashion-MNIST sample (data/sample/fashion-mnist) from the full dataset.
@@ -36,9 +36,9 @@ enum Task {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Reproduce(args) => reproduce::run(args),
-        Task::MakeSample(args) => sample::run(args),
-        Task::RunTask { file } => table2::run_task_file(&file),
+        Command::Reproduce(args) => reproduce::run(args),
+        Command::MakeSample(args) => sample::run(args),
+        Command::RunTask { file } => table2::run_task_file(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

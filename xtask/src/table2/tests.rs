@@ -115,3 +115,51 @@ fn unknown_arch_is_an_error() {
     assert!(Variant::parse_list("resnet57").is_err());
     assert_eq!(Variant::parse_list("resnet56").unwrap().len(), 2);
 }
+
+#[test]
+fn sample_std_and_the_paper_table_parse() {
+    let s = report::stat(&[92.0, 93.0, 94.0]).unwrap();
+    assert!((s.mean - 93.0).abs() < 1e-12 && (s.std.unwrap() - 1.0).abs() < 1e-12);
+    assert_eq!(report::stat(&[92.5]).unwrap().std, None);
+    let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1).unwrap();
+    let row = &paper[&("cifar10".into(), "resnet56".into(), "B".into())];
+    assert_eq!(row[&Column::Clr].mean, 92.41);
+    assert_eq!(row[&Column::ScratchE].std, Some(0.22));
+    // ImageNet's Scratch-E/B have no std in the paper.
+    let imagenet = &paper[&("imagenet".into(), "resnet34".into(), "A".into())];
+    assert_eq!(imagenet[&Column::ScratchB].std, None);
+}
+
+#[test]
+fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = args(tmp.path());
+    a.archs = "resnet56".into();
+    a.emit = Some(vec![
+        "slurm".into(),
+        tmp.path().join("slurm").display().to_string(),
+    ]);
+    assert!(run(&a).unwrap().is_none());
+    let dir = tmp.path().join("slurm");
+    let lines = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    // Unpruned + Scratch-E (= B) per version; two prunings; FT and CLR per version.
+    assert_eq!(
+        (
+            lines("stage0.list"),
+            lines("stage1.list"),
+            lines("stage2.list")
+        ),
+        (3, 2, 4)
+    );
+    let first: Task = train::run::read_json(&dir.join("tasks/0000.json")).unwrap();
+    assert!(matches!(first, Task::Train { .. }));
+    let submit = std::fs::read_to_string(dir.join("submit.sh")).unwrap();
+    assert!(submit.contains("--array=0-3 ") || submit.contains("--array=0-2 "));
+    assert!(submit.contains("--dependency=afterok"));
+    assert!(!tmp.path().join("runs").exists(), "emitting trains nothing");
+}
