@@ -151,7 +151,7 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
         }
         PruneHow::Method { .. } => None,
     };
-    let outcome = if let Some(plan) = structured_plan {
+    let mut outcome = if let Some(plan) = structured_plan {
         let after = config.with_group_widths(&plan.kept_widths())?;
         let pruned = if req.plan_only {
             None
@@ -225,7 +225,6 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
             files,
         }
     };
-    let mut outcome = outcome;
     if !req.plan_only
         && let Some(source) = req.source
     {
