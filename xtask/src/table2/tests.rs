@@ -17,7 +17,7 @@ fn args(tmp: &Path) -> Args {
         results_dir: tmp.join("results"),
         dry_run: false,
         emit: None,
-        limits: Some(vec![16, 8]),
+        limits: Some(vec![8, 4]),
     }
 }
 
