@@ -58,8 +58,8 @@ pub struct Args {
     /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
     #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
     pub emit: Option<Vec<String>>,
-    /// Override the profile's budgets (for tests and quick looks): limit_train,limit_eval.
-    #[arg(long, hide = true, value_delimiter = ',', num_args = 2)]
+    /// Override the profile's image limits (for tests and quick looks): TRAIN,EVAL.
+    #[arg(long, hide = true, value_delimiter = ',')]
     pub limits: Option<Vec<usize>>,
 }
 
@@ -90,8 +90,11 @@ fn profile(args: &Args) -> Result<grid::Profile> {
         p.seeds = n;
     }
     if let Some(l) = &args.limits {
-        p.limit_train = Some(l[0]);
-        p.limit_eval = Some(l[1]);
+        let [train, eval] = l.as_slice() else {
+            bail!("--limits takes TRAIN,EVAL (two image counts), got {l:?}");
+        };
+        p.limit_train = Some(*train);
+        p.limit_eval = Some(*eval);
     }
     Ok(p)
 }
