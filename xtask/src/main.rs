@@ -1,10 +1,13 @@
 //! `cargo xtask <task>`: repository chores in Rust (rust-analyzer's xtask pattern).
 //!
 //! Tasks: `reproduce fig1` draws the paper's Figure 1 (the four retraining schedules on CIFAR,
-//! 72 epochs) to `results/fig1.svg`; `make-sample` writes the bundled Fashion-MNIST sample.
+//! 72 epochs) to `results/fig1.svg`; `reproduce table2` runs Table 2's grid and writes
+//! `results/table2.md` and `.csv`; `run-task` (hidden) runs one task of an emitted grid;
+//! `make-sample` writes the bundled Fashion-MNIST sample.
 
 mod reproduce;
 mod sample;
+mod table2;
 
 use clap::{Parser, Subcommand};
 
@@ -12,22 +15,30 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", about = "prunebench repository tasks")]
 struct Cli {
     #[command(subcommand)]
-    task: Task,
+    task: Command,
 }
 
 #[derive(Subcommand)]
-enum Task {
+enum Command {
     /// Reproduce a figure or table of the paper.
     Reproduce(reproduce::Args),
     /// Write the bundled Fashion-MNIST sample (data/sample/fashion-mnist) from the full dataset.
     MakeSample(sample::Args),
+    /// Run one task file of an emitted grid (`reproduce table2 --emit slurm DIR`): what each
+    /// Slurm array task calls.
+    #[command(hide = true)]
+    RunTask {
+        /// The task file (tasks/NNNN.json).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Reproduce(args) => reproduce::run(args),
-        Task::MakeSample(args) => sample::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
+        Command::MakeSample(args) => sample::run(args),
+        Command::RunTask { file } => table2::run_task_file(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

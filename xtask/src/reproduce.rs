@@ -14,6 +14,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// Table 2: PFEC on CIFAR with fine-tuning, Scratch-E/B and CLR; resumable, parallel,
+    /// or emitted for Slurm. Writes results/table2.md and .csv.
+    Table2(crate::table2::Args),
     /// Figure 1: FT, LRW, SLR and CLR when retraining 72 epochs on CIFAR.
     Fig1 {
         /// Where to write the chart.
@@ -27,6 +30,7 @@ enum What {
 
 pub fn run(args: Args) -> Result<()> {
     match args.what {
+        What::Table2(args) => crate::table2::run(&args).map(|_| ()),
         What::Fig1 {
             out,
             steps_per_epoch,

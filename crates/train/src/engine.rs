@@ -136,8 +136,19 @@ fn prepare(spec: &ExperimentSpec) -> Result<Prepared> {
             "no training images left after the split".into(),
         ));
     }
+    let mut val_idx = split.val;
+    let mut test_idx: Vec<usize> = (0..test.len()).collect();
+    if let Some(limit) = spec.limit_eval {
+        val_idx.truncate(limit);
+        test_idx.truncate(limit);
+    }
+    let test = if test_idx.len() == test.len() {
+        test
+    } else {
+        test.subset(&test_idx)?
+    };
     Ok(Prepared {
-        val: train.subset(&split.val)?,
+        val: train.subset(&val_idx)?,
         train: train.subset(&train_idx)?,
         test,
         normalize: spec.dataset.normalize(),
@@ -600,4 +611,36 @@ fn write_metrics(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
 pub fn load_model(path: &Path, device: &Device) -> Result<(Model, PathBuf)> {
     let dir = resolve_model_dir(path)?;
     Ok((Model::load(&dir, device)?, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::DatasetKind;
+    use models::ModelConfig;
+
+    #[test]
+    fn limit_eval_takes_the_first_images_of_val_and_test() {
+        let tmp = tempfile::tempdir().unwrap();
+        datasets::fixtures::write_bars(tmp.path(), 40, 12).unwrap();
+        let mut spec = ExperimentSpec::paper(
+            DatasetKind::FashionMnist,
+            ModelConfig::from_name("resnet20", 10, 1).unwrap(),
+        );
+        spec.data_dir = Some(tmp.path().to_path_buf());
+        let all = prepare(&spec).unwrap();
+        assert_eq!((all.val.len(), all.test.len()), (4, 12));
+        spec.limit_eval = Some(3);
+        let limited = prepare(&spec).unwrap();
+        assert_eq!((limited.val.len(), limited.test.len()), (3, 3));
+        assert_eq!(
+            limited.train.len(),
+            all.train.len(),
+            "training is untouched"
+        );
+        // The first images, in the split's order: the same ones every run evaluates.
+        let first = |s: &ImageSet| assemble(s, &[0, 1, 2], &spec.dataset.normalize(), None);
+        assert_eq!(first(&limited.test).labels, first(&all.test).labels);
+        assert_eq!(first(&limited.val).images, first(&all.val).images);
+    }
 }

@@ -15,6 +15,8 @@
 //! ```
 
 pub mod engine;
+pub mod prune;
+pub mod recipe;
 pub mod run;
 pub mod sgd;
 mod spec;

@@ -59,6 +59,11 @@ pub struct ExperimentSpec {
     pub val_fraction: f64,
     /// Train on only the first N images of the training split (None: all).
     pub limit_train: Option<usize>,
+    /// Evaluate on only the first N images of the validation split and of the test set (None:
+    /// all), so a smoke grid evaluates quickly. Left out of the JSON when None, so the specs
+    /// (and hashes) of runs made before the field existed stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_eval: Option<usize>,
     /// SGD's momentum, weight decay and Nesterov switch.
     pub sgd: SgdConfig,
     /// Training augmentation.
@@ -89,6 +94,7 @@ impl ExperimentSpec {
             split_seed: 1,
             val_fraction: 0.1,
             limit_train: None,
+            limit_eval: None,
             sgd: SgdConfig::default(),
             augment: dataset.augment(),
             soft_prune: None,
@@ -108,5 +114,33 @@ impl ExperimentSpec {
             .take(8)
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ExperimentSpec {
+        ExperimentSpec::paper(
+            DatasetKind::FashionMnist,
+            ModelConfig::from_name("resnet20", 10, 1).unwrap(),
+        )
+    }
+
+    #[test]
+    fn limit_eval_is_optional_in_old_specs_and_keeps_their_hash() {
+        let s = spec();
+        let json = s.to_json();
+        assert!(!json.contains("limit_eval"), "None is not written");
+        // A spec.json written before the field existed loads, and hashes as before.
+        let old: ExperimentSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(old.limit_eval, None);
+        assert_eq!(old.hash(), s.hash());
+        let mut limited = s.clone();
+        limited.limit_eval = Some(100);
+        assert_ne!(limited.hash(), s.hash());
+        let back: ExperimentSpec = serde_json::from_str(&limited.to_json()).unwrap();
+        assert_eq!(back.limit_eval, Some(100));
     }
 }

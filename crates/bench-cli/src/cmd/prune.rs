@@ -1,25 +1,19 @@
 //! `prunebench prune`: prune a checkpoint (or a freshly initialised model) with PFEC, magnitude
 //! weight pruning or a random control, and write the pruned checkpoint and its plan.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use clap::ValueEnum;
-use models::{Layer, Model, ModelConfig};
-use prune_core::{
-    FilterSaliency, MASKS_FILE, Masks, PfecVersion, PruningPlan, WeightSaliency, global_threshold,
-    select_filters,
-};
+use models::{Model, ModelConfig};
+use prune_core::{PfecVersion, PruningPlan};
 use serde::Serialize;
+use train::prune::{PruneHow, PruneMethod, PruneRequest, prune_model};
 
 use crate::cmd::Format;
-use crate::output::{print_json, print_line, write_atomic};
-
-/// The plan file written into every output directory.
-const PLAN_FILE: &str = "plan.json";
+use crate::output::{print_json, print_line};
 
 #[derive(clap::Args)]
 #[command(
@@ -94,17 +88,21 @@ enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
+    fn lib(self) -> PruneMethod {
         match self {
-            Self::Pfec => "pfec",
-            Self::RandomFilter => "random-filter",
-            Self::Mwp => "mwp",
-            Self::RandomWeight => "random-weight",
+            Self::Pfec => PruneMethod::Pfec,
+            Self::RandomFilter => PruneMethod::RandomFilter,
+            Self::Mwp => PruneMethod::Mwp,
+            Self::RandomWeight => PruneMethod::RandomWeight,
         }
     }
 
+    fn name(self) -> &'static str {
+        self.lib().name()
+    }
+
     fn structured(self) -> bool {
-        matches!(self, Self::Pfec | Self::RandomFilter)
+        self.lib().structured()
     }
 }
 
@@ -151,102 +149,47 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => bail!("give --checkpoint DIR or --arch ARCH"),
     };
-    let config = model.config().clone();
-    let tensors = model.tensors()?;
-    let seed = args.seed.unwrap_or(1);
-
-    let mut files = vec![PLAN_FILE];
-    let structured_plan = match (&args.plan, args.method) {
-        (Some(file), _) => Some(read_plan(file)?),
-        (None, Some(method)) if method.structured() => {
-            let targets = config.pfec_targets(version)?;
-            let saliency = match method {
-                Method::Pfec => FilterSaliency::L1,
-                _ => FilterSaliency::Random { seed },
-            };
-            let version_name = version.map(|v| v.to_string());
-            Some(select_filters(
-                method.name(),
-                version_name.as_deref(),
-                &config.channel_groups(),
-                &targets,
-                saliency,
-                &tensors,
-            )?)
-        }
-        _ => None,
-    };
-    let structured = structured_plan.is_some();
-    let (plan, config_after, params_after, flops_after, sparsity) = if let Some(plan) =
-        structured_plan
-    {
-        let after = config.with_group_widths(&plan.kept_widths())?;
-        let pruned = if args.plan_only {
-            None
-        } else {
-            Some(model.prune(&plan)?)
-        };
-        write_plan(&args.out, &plan)?;
-        if let Some(pruned) = pruned {
-            pruned.save(&args.out)?;
-            // Masks left by an earlier unstructured run into this folder would not fit the
-            // smaller tensors, and a training loop would pick them up.
-            let stale = args.out.join(MASKS_FILE);
-            if stale.exists() {
-                fs::remove_file(&stale)
-                    .with_context(|| format!("cannot remove stale {}", stale.display()))?;
+    let how = match (&args.plan, args.method) {
+        (Some(file), _) => PruneHow::Plan(read_plan(file)?),
+        (None, Some(method)) => {
+            if !method.structured() && args.sparsity.is_none() {
+                bail!(
+                    "{} needs --sparsity P (a fraction in [0, 1))",
+                    method.name()
+                );
             }
-            files.extend(["model.safetensors", "config.json"]);
+            PruneHow::Method {
+                method: method.lib(),
+                version,
+                sparsity: args.sparsity,
+                seed: args.seed.unwrap_or(1),
+            }
         }
-        let (p, f) = (after.params(), after.flops());
-        let removed = 1.0 - p as f64 / config.params() as f64;
-        (plan, after, p, f, removed)
-    } else {
-        let Some(method) = args.method else {
-            bail!("give --method or --plan FILE");
-        };
-        let Some(sparsity) = args.sparsity else {
-            bail!(
-                "{} needs --sparsity P (a fraction in [0, 1))",
-                method.name()
-            );
-        };
-        let saliency = match method {
-            Method::Mwp => WeightSaliency::Magnitude,
-            _ => WeightSaliency::Random { seed },
-        };
-        let names = config.conv_weight_names();
-        let (masks, plan) = global_threshold(method.name(), &names, &tensors, sparsity, saliency)?;
-        write_plan(&args.out, &plan)?;
-        let masked = masks.apply(&tensors)?;
-        let (p, f) = sparse_counts(&config, &masked)?;
-        if !args.plan_only {
-            Model::from_tensors(&config, masked, &device)?.save(&args.out)?;
-            save_masks(&args.out, &masks)?;
-            files.extend(["model.safetensors", "config.json", MASKS_FILE]);
-        }
-        (plan, config.clone(), p, f, masks.sparsity()?)
+        (None, None) => bail!("give --method or --plan FILE"),
     };
-    if !args.plan_only
-        && let Some(path) = &args.checkpoint
-    {
+    let request = PruneRequest {
+        how,
+        out: &args.out,
         // Where the weights came from, with the run's spec: retraining reads the dataset and
         // the original schedule (for LRW and FT) from it.
-        train::run::write_origin(&args.out, path)?;
-        files.push(train::run::ORIGIN_FILE);
-    }
+        source: args.checkpoint.as_deref(),
+        plan_only: args.plan_only,
+    };
+    let outcome = prune_model(&model, &request)?;
+    let structured = outcome.structured;
+    let (config, config_after) = (&outcome.config_before, &outcome.config_after);
     let report = Report {
-        method: plan.method.clone(),
-        version: plan.version.clone(),
+        method: outcome.plan.method.clone(),
+        version: outcome.plan.version.clone(),
         arch_before: config.name(),
         arch_after: config_after.name(),
         params_before: config.params(),
-        params_after,
+        params_after: outcome.params_after,
         flops_before: config.flops(),
-        flops_after,
-        sparsity,
+        flops_after: outcome.flops_after,
+        sparsity: outcome.sparsity,
         out: args.out.clone(),
-        files,
+        files: outcome.files.clone(),
     };
     match args.format {
         Format::Json => print_json(&report),
@@ -289,55 +232,6 @@ fn read_plan(file: &Path) -> Result<PruningPlan> {
         );
     }
     Ok(plan)
-}
-
-/// Parameters and multiply-adds counting only non-zero conv weights (times each conv's output
-/// positions for FLOPs); every other layer counts in full. Counted on the weights themselves, so
-/// zeros from an earlier round of pruning count as gone too.
-fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<(u64, u64)> {
-    let (mut params, mut flops) = (0, 0);
-    for layer in config.layers() {
-        let (p, f) = match &layer {
-            Layer::Conv2d { output_size, .. } => {
-                let name = format!("{}.weight", layer.name());
-                let w = weights
-                    .get(&name)
-                    .with_context(|| format!("tensor `{name}` is missing"))?;
-                let nonzero = w
-                    .ne(0f32)?
-                    .to_dtype(DType::F32)?
-                    .sum_all()?
-                    .to_scalar::<f32>()?;
-                let nonzero = nonzero as u64;
-                (nonzero, nonzero * (output_size * output_size) as u64)
-            }
-            _ => (layer.params(), layer.flops()),
-        };
-        params += p;
-        flops += f;
-    }
-    Ok((params, flops))
-}
-
-/// Creates `dir` if needed and writes `plan.json` into it: called only once the plan is made, so
-/// a refused request leaves no empty folder behind.
-fn write_plan(dir: &Path, plan: &PruningPlan) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = serde_json::to_string_pretty(plan)?;
-    write_atomic(&dir.join(PLAN_FILE), format!("{text}\n").as_bytes())
-}
-
-fn save_masks(dir: &Path, masks: &Masks) -> Result<()> {
-    let path = dir.join(MASKS_FILE);
-    // The safetensors writer already goes through a temporary file and a rename, but its
-    // temporary file is created 0600: give the masks the permissions config.json got.
-    masks.save(&path)?;
-    let config = dir.join(models::checkpoint::CONFIG_FILE);
-    if let Ok(meta) = fs::metadata(&config) {
-        fs::set_permissions(&path, meta.permissions())
-            .with_context(|| format!("cannot set permissions of {}", path.display()))?;
-    }
-    Ok(())
 }
 
 fn print_text(r: &Report, structured: bool) -> Result<()> {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
-use schedules::Schedule;
 use train::engine::load_model;
+use train::recipe::retraining_schedule;
 use train::run::read_origin;
 use train::{ExperimentSpec, Init};
 
@@ -67,7 +67,8 @@ pub fn run(args: Args) -> Result<()> {
         Some(o) if o.dataset == dataset => o.clone(),
         _ => ExperimentSpec::paper(dataset, model.config().clone()),
     };
-    spec.schedule = retraining_schedule(&args.schedule, origin.as_ref())?;
+    spec.schedule = retraining_schedule(&args.schedule, origin.as_ref())
+        .with_context(|| format!("schedule '{}'", args.schedule))?;
     spec.model = model.config().clone();
     spec.init = Init::Checkpoint {
         path: args.checkpoint.clone(),
@@ -87,24 +88,4 @@ pub fn run(args: Args) -> Result<()> {
         spec.limit_train = args.limit_train;
     }
     execute(&spec, args.out, args.resume, args.format)
-}
-
-/// `ft` and `lrw` without parameters follow the original training of the pruned model's run
-/// (DESIGN section 2); anything else parses as written.
-fn retraining_schedule(text: &str, origin: Option<&ExperimentSpec>) -> Result<Schedule> {
-    let parsed: Schedule = text.parse().with_context(|| format!("schedule '{text}'"))?;
-    let original = origin.and_then(|o| match &o.schedule {
-        Schedule::Step { pieces } => Some((pieces.clone(), o.epochs)),
-        _ => None,
-    });
-    Ok(match (text.trim(), original) {
-        ("lrw", Some((pieces, epochs))) => Schedule::Lrw {
-            original: pieces,
-            original_epochs: epochs,
-        },
-        ("ft", Some((pieces, _))) => Schedule::Ft {
-            lr: pieces.last_lr(),
-        },
-        _ => parsed,
-    })
 }

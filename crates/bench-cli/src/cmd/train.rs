@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::ModelConfig;
 use schedules::Schedule;
 use train::engine::{EpochMetrics, Observer, RunResult, TrainOptions, train};
+use train::recipe;
 use train::sgd::SgdConfig;
 use train::{ExperimentSpec, Init};
 
@@ -94,25 +95,6 @@ enum ScratchBudget {
     B,
 }
 
-/// The epochs and schedule of a scratch baseline, as the official code (`main_E.py`,
-/// `main_B.py`): B scales by `int(epochs * flops_unpruned / flops_pruned)`, and the rate drops
-/// by 10 at `int(0.5 E)` and `int(0.75 E)`.
-fn scratch(config: &ModelConfig, budget: ScratchBudget, base: u32) -> Result<(u32, Schedule)> {
-    let epochs = match budget {
-        ScratchBudget::E => base,
-        ScratchBudget::B => {
-            let full = config.unpruned()?;
-            (f64::from(base) * full.flops() as f64 / config.flops() as f64) as u32
-        }
-    };
-    let milestones = [
-        (f64::from(epochs) * 0.5) as u32,
-        (f64::from(epochs) * 0.75) as u32,
-    ];
-    let pieces = schedules::StepSchedule::multistep(0.1, &milestones, 0.1)?;
-    Ok((epochs, Schedule::Step { pieces }))
-}
-
 pub fn run(args: Args) -> Result<()> {
     let dataset: DatasetKind = args.dataset.parse()?;
     let shape = dataset.shape();
@@ -145,7 +127,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (epochs, default_schedule) = match args.scratch_budget {
         Some(budget) => {
-            let (e, s) = scratch(&model, budget, args.epochs.unwrap_or(200))?;
+            let budget = match budget {
+                ScratchBudget::E => recipe::ScratchBudget::E,
+                ScratchBudget::B => recipe::ScratchBudget::B,
+            };
+            let (e, s) = recipe::scratch(&model, budget, args.epochs.unwrap_or(200))?;
             (e, s)
         }
         None => (

@@ -1,0 +1,451 @@
+//! Table 2's grid as a dependency graph of tasks: per (dataset, arch, seed) one unpruned run,
+//! pruned once per PFEC version, feeding fine-tuning and CLR; Scratch-E/B train the pruned
+//! architecture from scratch and depend on nothing. Every run is keyed by its spec's hash.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use datasets::DatasetKind;
+use models::ModelConfig;
+use prune_core::PfecVersion;
+use serde::{Deserialize, Serialize};
+use train::ExperimentSpec;
+use train::recipe::{self, ScratchBudget};
+
+/// A column of Table 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Column {
+    Unpruned,
+    Finetune,
+    ScratchE,
+    ScratchB,
+    Clr,
+}
+
+impl Column {
+    pub const ALL: [Column; 5] = [
+        Column::Unpruned,
+        Column::Finetune,
+        Column::ScratchE,
+        Column::ScratchB,
+        Column::Clr,
+    ];
+
+    /// The name in the CSV headers (and in `data/paper/table2.csv`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Column::Unpruned => "unpruned",
+            Column::Finetune => "finetune",
+            Column::ScratchE => "scratch_e",
+            Column::ScratchB => "scratch_b",
+            Column::Clr => "clr",
+        }
+    }
+
+    /// The paper's header.
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Unpruned => "Unpruned",
+            Column::Finetune => "Fine-tuning",
+            Column::ScratchE => "Scratch-E",
+            Column::ScratchB => "Scratch-B",
+            Column::Clr => "CLR",
+        }
+    }
+}
+
+/// A row's model: an architecture and its PFEC version (none for VGG-16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub arch: &'static str,
+    pub version: Option<PfecVersion>,
+}
+
+impl Variant {
+    /// Table 2's CIFAR rows, in its order.
+    pub const CIFAR: [Variant; 5] = [
+        Variant {
+            arch: "vgg16",
+            version: None,
+        },
+        Variant {
+            arch: "resnet56",
+            version: Some(PfecVersion::A),
+        },
+        Variant {
+            arch: "resnet56",
+            version: Some(PfecVersion::B),
+        },
+        Variant {
+            arch: "resnet110",
+            version: Some(PfecVersion::A),
+        },
+        Variant {
+            arch: "resnet110",
+            version: Some(PfecVersion::B),
+        },
+    ];
+
+    /// `A`, `B` or `-` as the paper's CSV writes it.
+    pub fn version_name(self) -> String {
+        self.version.map_or("-".into(), |v| v.to_string())
+    }
+
+    /// `vgg16`, `resnet56-A`, ...
+    pub fn label(self) -> String {
+        match self.version {
+            Some(v) => format!("{}-{v}", self.arch),
+            None => self.arch.to_string(),
+        }
+    }
+
+    /// Parses `--archs`: `vgg16`, `resnet56` (both versions), `resnet56-B`, ...
+    pub fn parse_list(text: &str) -> Result<Vec<Variant>> {
+        let mut out = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let matched: Vec<Variant> = Variant::CIFAR
+                .into_iter()
+                .filter(|v| {
+                    v.arch.eq_ignore_ascii_case(item) || v.label().eq_ignore_ascii_case(item)
+                })
+                .collect();
+            if matched.is_empty() {
+                bail!(
+                    "unknown arch `{item}`: Table 2 has vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B"
+                );
+            }
+            for v in matched {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        if out.is_empty() {
+            bail!("--archs names no architecture");
+        }
+        Ok(out)
+    }
+}
+
+/// A reproduction profile: the data and the budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileName {
+    /// The paper's budgets on CIFAR-10/100: 160 + 40 epochs, Scratch-E 200, 5 seeds, batch 64.
+    Paper,
+    /// The same protocol on the full Fashion-MNIST, scaled to a 2-core CPU overnight.
+    Cpu,
+    /// The bundled Fashion-MNIST sample with tiny budgets: a pipeline check in minutes.
+    Smoke,
+}
+
+/// The budgets and data of a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: ProfileName,
+    pub datasets: Vec<DatasetKind>,
+    pub data_dir: Option<PathBuf>,
+    /// Training images before the 90/10 split (for the cost estimate only).
+    pub train_images: usize,
+    pub original_epochs: u32,
+    pub retrain_epochs: u32,
+    /// Scratch-E's epochs (original + retraining, 200 in the paper); Scratch-B scales it.
+    pub scratch_epochs: u32,
+    pub seeds: u32,
+    pub batch_size: usize,
+    pub limit_train: Option<usize>,
+    pub limit_eval: Option<usize>,
+}
+
+impl Profile {
+    pub fn new(name: ProfileName) -> Self {
+        match name {
+            ProfileName::Paper => Self {
+                name,
+                datasets: vec![DatasetKind::Cifar10, DatasetKind::Cifar100],
+                data_dir: None,
+                train_images: 50_000,
+                original_epochs: 160,
+                retrain_epochs: 40,
+                scratch_epochs: 200,
+                seeds: 5,
+                batch_size: 64,
+                limit_train: None,
+                limit_eval: None,
+            },
+            // Budgets from measured CPU throughput (docs/reproducing.md: ResNet-56 4, ResNet-110
+            // ~2, VGG-16 9 training images/s): the paper's 4:1 ratio of original to retraining
+            // epochs and Scratch-E = their sum, on 500 training images, so the whole grid fits
+            // a night (~8 h) on 2 cores.
+            ProfileName::Cpu => Self {
+                name,
+                datasets: vec![DatasetKind::FashionMnist],
+                data_dir: None,
+                train_images: 60_000,
+                original_epochs: 8,
+                retrain_epochs: 2,
+                scratch_epochs: 10,
+                seeds: 1,
+                batch_size: 64,
+                limit_train: Some(500),
+                limit_eval: Some(500),
+            },
+            ProfileName::Smoke => Self {
+                name,
+                datasets: vec![DatasetKind::FashionMnist],
+                data_dir: Some(PathBuf::from("data/sample/fashion-mnist")),
+                train_images: 5_000,
+                original_epochs: 1,
+                retrain_epochs: 1,
+                scratch_epochs: 2,
+                seeds: 1,
+                batch_size: 32,
+                // One iteration per epoch and 50 + 50 evaluation images: the whole grid in
+                // minutes on 2 shared cores (docs/reproducing.md has the measured time).
+                limit_train: Some(32),
+                limit_eval: Some(50),
+            },
+        }
+    }
+
+    /// Training images per epoch after the split and the limit.
+    pub fn images_per_epoch(&self) -> usize {
+        let after_split = self.train_images - self.train_images / 10;
+        self.limit_train.map_or(after_split, |l| l.min(after_split))
+    }
+}
+
+/// One step of the reproduction, as a cluster task file holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// Train a spec into `runs_dir/<hash>`.
+    Train {
+        runs_dir: PathBuf,
+        spec: Box<ExperimentSpec>,
+    },
+    /// PFEC-prune the best-val model of the run `from` into `out`.
+    Prune {
+        from: PathBuf,
+        version: Option<PfecVersion>,
+        out: PathBuf,
+    },
+}
+
+/// A task in the graph, with what the report needs to place it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub task: Task,
+    /// Indices of the nodes that must finish first.
+    pub deps: Vec<usize>,
+    pub dataset: DatasetKind,
+    pub arch: &'static str,
+    /// The version (pruning, and the runs after it); none for unpruned runs and VGG-16.
+    pub version: Option<PfecVersion>,
+    /// The column a training run fills (none for pruning).
+    pub column: Option<Column>,
+    pub seed: u32,
+}
+
+impl Node {
+    /// Epochs a training node runs (0 for pruning).
+    pub fn epochs(&self) -> u32 {
+        match &self.task {
+            Task::Train { spec, .. } => spec.epochs,
+            Task::Prune { .. } => 0,
+        }
+    }
+
+    /// Whether the task's output is complete: `result.json` of a run, `origin.json` (written
+    /// last) of a pruned checkpoint.
+    pub fn is_done(&self) -> bool {
+        match &self.task {
+            Task::Train { runs_dir, spec } => run_dir(runs_dir, spec).join("result.json").is_file(),
+            Task::Prune { out, .. } => out.join(train::run::ORIGIN_FILE).is_file(),
+        }
+    }
+
+    /// `kind arch version seed` for logs.
+    pub fn label(&self) -> String {
+        let what = match (&self.task, self.column) {
+            (Task::Prune { .. }, _) => "prune".to_string(),
+            (_, Some(c)) => c.key().to_string(),
+            _ => "train".to_string(),
+        };
+        let version = self.version.map(|v| format!("-{v}")).unwrap_or_default();
+        format!(
+            "{what} {}/{}{version} seed {}",
+            self.dataset, self.arch, self.seed
+        )
+    }
+}
+
+/// Where a spec's run lives.
+pub fn run_dir(runs_dir: &Path, spec: &ExperimentSpec) -> PathBuf {
+    runs_dir.join(spec.hash())
+}
+
+/// A cell of the table: the run of (row, column, seed).
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub dataset: DatasetKind,
+    pub variant: Variant,
+    pub column: Column,
+    pub node: usize,
+}
+
+/// The expanded grid.
+#[derive(Debug, Clone, Default)]
+pub struct Grid {
+    pub nodes: Vec<Node>,
+    pub cells: Vec<Cell>,
+}
+
+impl Grid {
+    /// Adds a training node, or returns the node that already trains the same spec: short
+    /// budgets can give Scratch-B as many epochs as Scratch-E, and one run directory must
+    /// never have two writers.
+    fn push_train(&mut self, node: Node) -> usize {
+        let Task::Train { spec, .. } = &node.task else {
+            self.nodes.push(node);
+            return self.nodes.len() - 1;
+        };
+        let hash = spec.hash();
+        let same = self.nodes.iter().position(|n| match &n.task {
+            Task::Train { spec, .. } => spec.hash() == hash,
+            Task::Prune { .. } => false,
+        });
+        same.unwrap_or_else(|| {
+            self.nodes.push(node);
+            self.nodes.len() - 1
+        })
+    }
+}
+
+/// Expands the grid for `profile`, `variants` and seeds `1..=seeds`, nodes in dependency order.
+pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Result<Grid> {
+    let mut grid = Grid::default();
+    for &dataset in &profile.datasets {
+        let shape = dataset.shape();
+        for seed in 1..=profile.seeds {
+            let mut unpruned_of: Vec<(&str, usize)> = Vec::new();
+            for &variant in variants {
+                let full =
+                    ModelConfig::from_name(variant.arch, dataset.num_classes(), shape.channels)
+                        .with_context(|| format!("model {}", variant.arch))?;
+                let mut base = ExperimentSpec::paper(dataset, full.clone());
+                base.data_dir.clone_from(&profile.data_dir);
+                base.init = train::Init::Fresh {
+                    seed: u64::from(seed),
+                };
+                base.epochs = profile.original_epochs;
+                base.batch_size = profile.batch_size;
+                base.seed = u64::from(seed);
+                base.split_seed = seed;
+                base.limit_train = profile.limit_train;
+                base.limit_eval = profile.limit_eval;
+
+                // The unpruned run of (dataset, arch, seed), shared by every version.
+                let unpruned = match unpruned_of.iter().find(|(a, _)| *a == variant.arch) {
+                    Some(&(_, i)) => i,
+                    None => {
+                        grid.nodes.push(Node {
+                            task: Task::Train {
+                                runs_dir: runs_dir.to_path_buf(),
+                                spec: Box::new(base.clone()),
+                            },
+                            deps: vec![],
+                            dataset,
+                            arch: variant.arch,
+                            version: None,
+                            column: Some(Column::Unpruned),
+                            seed,
+                        });
+                        unpruned_of.push((variant.arch, grid.nodes.len() - 1));
+                        grid.nodes.len() - 1
+                    }
+                };
+                let cell = |grid: &mut Grid, column, node| {
+                    grid.cells.push(Cell {
+                        dataset,
+                        variant,
+                        column,
+                        node,
+                    });
+                };
+                cell(&mut grid, Column::Unpruned, unpruned);
+
+                let pruned_config = train::prune::pfec_config(&full, variant.version)
+                    .with_context(|| format!("PFEC {}", variant.label()))?;
+                let pruned_dir = runs_dir.join("pruned").join(match variant.version {
+                    Some(v) => format!("{}-pfec-{v}", base.hash()),
+                    None => format!("{}-pfec", base.hash()),
+                });
+                grid.nodes.push(Node {
+                    task: Task::Prune {
+                        from: run_dir(runs_dir, &base),
+                        version: variant.version,
+                        out: pruned_dir.clone(),
+                    },
+                    deps: vec![unpruned],
+                    dataset,
+                    arch: variant.arch,
+                    version: variant.version,
+                    column: None,
+                    seed,
+                });
+                let prune = grid.nodes.len() - 1;
+
+                // Fine-tuning and CLR: what `prunebench retrain` builds from the pruned
+                // checkpoint's origin (the unpruned run's spec), so both give the same hash.
+                for (column, text) in [(Column::Finetune, "ft"), (Column::Clr, "clr")] {
+                    let mut spec = base.clone();
+                    spec.schedule = recipe::retraining_schedule(text, Some(&base))?;
+                    spec.model = pruned_config.clone();
+                    spec.init = train::Init::Checkpoint {
+                        path: pruned_dir.clone(),
+                    };
+                    spec.epochs = profile.retrain_epochs;
+                    let node = grid.push_train(Node {
+                        task: Task::Train {
+                            runs_dir: runs_dir.to_path_buf(),
+                            spec: Box::new(spec),
+                        },
+                        deps: vec![prune],
+                        dataset,
+                        arch: variant.arch,
+                        version: variant.version,
+                        column: Some(column),
+                        seed,
+                    });
+                    cell(&mut grid, column, node);
+                }
+                for (column, budget) in [
+                    (Column::ScratchE, ScratchBudget::E),
+                    (Column::ScratchB, ScratchBudget::B),
+                ] {
+                    let (epochs, schedule) =
+                        recipe::scratch(&pruned_config, budget, profile.scratch_epochs)?;
+                    let mut spec = base.clone();
+                    spec.model = pruned_config.clone();
+                    spec.epochs = epochs;
+                    spec.schedule = schedule;
+                    let node = grid.push_train(Node {
+                        task: Task::Train {
+                            runs_dir: runs_dir.to_path_buf(),
+                            spec: Box::new(spec),
+                        },
+                        deps: vec![],
+                        dataset,
+                        arch: variant.arch,
+                        version: variant.version,
+                        column: Some(column),
+                        seed,
+                    });
+                    cell(&mut grid, column, node);
+                }
+            }
+        }
+    }
+    Ok(grid)
+}

@@ -1,0 +1,285 @@
+//! `cargo xtask reproduce table2`: the paper's Table 2 as a resumable grid of runs keyed by
+//! their spec hashes, run locally with `--jobs N` or emitted as Slurm job arrays, and the
+//! report of our numbers beside the paper's.
+
+mod exec;
+mod grid;
+mod report;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use datasets::DatasetKind;
+
+pub use exec::{Summary, run_task};
+#[cfg(test)]
+use grid::Column;
+pub use grid::{Grid, ProfileName, Task, Variant};
+
+/// The paper's Table 2, as committed (built in, so the report does not depend on the folder
+/// the xtask runs from).
+const PAPER_TABLE: (&str, &str) = (
+    "data/paper/table2.csv",
+    include_str!("../../../data/paper/table2.csv"),
+);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// paper (CIFAR, the paper's budgets), cpu (full Fashion-MNIST, overnight on 2 cores),
+    /// smoke (the bundled sample, minutes).
+    #[arg(long, value_enum, default_value = "smoke")]
+    pub profile: ProfileName,
+    /// Datasets, comma-separated (cifar10,cifar100,fashion-mnist) [default: the profile's].
+    #[arg(long, value_delimiter = ',')]
+    pub datasets: Option<Vec<String>>,
+    /// The dataset folder [default: the profile's; CIFAR: data/].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Rows: vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B.
+    #[arg(long, default_value = "vgg16,resnet56,resnet110")]
+    pub archs: String,
+    /// Seeds 1..=N [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<u32>,
+    /// Runs at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Where runs live, one folder per spec hash (pruned checkpoints under pruned/).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Where table2.md and table2.csv go.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Print the plan and its cost; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
+    #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
+    pub emit: Option<Vec<String>>,
+    /// Override the profile's image limits (for tests and quick looks): TRAIN,EVAL.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub limits: Option<Vec<usize>>,
+}
+
+fn profile(args: &Args) -> Result<grid::Profile> {
+    let mut p = grid::Profile::new(args.profile);
+    if let Some(names) = &args.datasets {
+        p.datasets = names
+            .iter()
+            .map(|n| {
+                n.parse::<DatasetKind>()
+                    .with_context(|| format!("dataset `{n}`"))
+            })
+            .collect::<Result<_>>()?;
+        if p.datasets.is_empty() {
+            bail!("--datasets names no dataset");
+        }
+    }
+    if let Some(dir) = &args.data_dir {
+        if p.datasets.len() > 1 {
+            bail!("--data-dir names one folder: give one dataset with --datasets");
+        }
+        p.data_dir = Some(dir.clone());
+    }
+    if let Some(n) = args.seeds {
+        if n == 0 {
+            bail!("--seeds must be at least 1");
+        }
+        p.seeds = n;
+    }
+    if let Some(l) = &args.limits {
+        let [train, eval] = l.as_slice() else {
+            bail!("--limits takes TRAIN,EVAL (two image counts), got {l:?}");
+        };
+        p.limit_train = Some(*train);
+        p.limit_eval = Some(*eval);
+    }
+    Ok(p)
+}
+
+fn runs_dir(args: &Args) -> PathBuf {
+    args.runs_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("table2-{:?}", args.profile).to_lowercase())
+    })
+}
+
+/// Expands, then prints, emits or runs the grid and writes the report.
+pub fn run(args: &Args) -> Result<Option<Summary>> {
+    let profile = profile(args)?;
+    let variants = Variant::parse_list(&args.archs)?;
+    let runs = runs_dir(args);
+    let grid = grid::expand(&profile, &variants, &runs)?;
+    if args.dry_run {
+        print!("{}", plan_text(&grid, &profile));
+        return Ok(None);
+    }
+    if let Some(emit) = &args.emit {
+        if emit[0] != "slurm" {
+            bail!("--emit knows `slurm` only, got `{}`", emit[0]);
+        }
+        emit_slurm(&grid, Path::new(&emit[1]), args)?;
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let summary = exec::execute(&grid, args.jobs);
+    let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
+    let rows = report::collect(&grid, &paper)?;
+    report::write(&args.results_dir, &rows, args.profile, profile.seeds)?;
+    eprintln!(
+        "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
+        summary.trained,
+        summary.pruned,
+        summary.skipped,
+        summary.failed.len(),
+        started.elapsed().as_secs_f64(),
+        args.results_dir.join("table2.md").display()
+    );
+    if !summary.failed.is_empty() {
+        bail!(
+            "{} task(s) failed; rerun to retry them:\n{}",
+            summary.failed.len(),
+            summary.failed.join("\n")
+        );
+    }
+    Ok(Some(summary))
+}
+
+/// The plan: one line per task, its cost in epochs x training images, and the totals.
+fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
+    let per_epoch = profile.images_per_epoch() as u64;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<9} {:<14} {:<10} {:<7} {:>4} {:>6} {:>14}  {:<8} run",
+        "#", "kind", "dataset", "arch", "version", "seed", "epochs", "epochs x imgs", "status"
+    );
+    let (mut total, mut missing, mut runs, mut done) = (0u64, 0u64, 0, 0);
+    for (i, n) in grid.nodes.iter().enumerate() {
+        let cost = u64::from(n.epochs()) * per_epoch;
+        let is_done = n.is_done();
+        let kind = n.column.map_or("prune", |c| c.key());
+        let where_ = match &n.task {
+            Task::Train { runs_dir, spec } => grid::run_dir(runs_dir, spec).display().to_string(),
+            Task::Prune { out, .. } => out.display().to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{i:>4}  {kind:<9} {:<14} {:<10} {:<7} {:>4} {:>6} {:>14}  {:<8} {where_}",
+            n.dataset.name(),
+            n.arch,
+            n.version.map_or("-".into(), |v| v.to_string()),
+            n.seed,
+            n.epochs(),
+            cost,
+            if is_done { "done" } else { "to run" }
+        );
+        total += cost;
+        if matches!(n.task, Task::Train { .. }) {
+            runs += 1;
+        }
+        if is_done {
+            done += 1;
+        } else {
+            missing += cost;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total: {} tasks ({runs} training runs, {} prunings), {done} done; {total} image-epochs ({} still to run), {} training images per epoch",
+        grid.nodes.len(),
+        grid.nodes.len() - runs,
+        missing,
+        per_epoch
+    );
+    let _ = writeln!(out, "not run: imagenet resnet34 A and B (no ImageNet here)");
+    out
+}
+
+/// Writes the grid as Slurm job arrays: `tasks/NNNN.json` per task, one list per dependency
+/// stage (unpruned and scratch runs; pruning; fine-tuning and CLR), an array script and
+/// `submit.sh`, which chains the stages with `--dependency=afterok`.
+fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
+    let tasks = dir.join("tasks");
+    std::fs::create_dir_all(&tasks)
+        .with_context(|| format!("cannot create {}", tasks.display()))?;
+    // A node's stage: one more than its deepest dependency.
+    let mut stage = vec![0usize; grid.nodes.len()];
+    for (i, n) in grid.nodes.iter().enumerate() {
+        stage[i] = n.deps.iter().map(|&d| stage[d] + 1).max().unwrap_or(0);
+    }
+    let stages = stage.iter().max().map_or(0, |m| m + 1);
+    let mut lists = vec![String::new(); stages];
+    for (i, n) in grid.nodes.iter().enumerate() {
+        let name = format!("{i:04}.json");
+        let json = serde_json::to_string_pretty(&n.task)?;
+        train::run::write_atomic(&tasks.join(&name), format!("{json}\n").as_bytes())?;
+        lists[stage[i]].push_str(&format!("tasks/{name}\n"));
+    }
+    for (k, list) in lists.iter().enumerate() {
+        train::run::write_atomic(&dir.join(format!("stage{k}.list")), list.as_bytes())?;
+    }
+    let script = "#!/usr/bin/env bash\n\
+        # One array task per line of $LIST: runs it into the runs directory named in its task file.\n\
+        #SBATCH --job-name=prunebench-table2\n\
+        #SBATCH --cpus-per-task=8\n\
+        #SBATCH --gres=gpu:1\n\
+        #SBATCH --output=logs/%x-%A_%a.out\n\
+        set -euo pipefail\n\
+        cd \"${SLURM_SUBMIT_DIR}\"\n\
+        TASK=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"${EMIT_DIR}/${LIST}\")\n\
+        exec ${XTASK:-cargo xtask} run-task \"${EMIT_DIR}/${TASK}\"\n";
+    train::run::write_atomic(&dir.join("table2.sbatch"), script.as_bytes())?;
+    let mut submit = format!(
+        "#!/usr/bin/env bash\n\
+         # Submit from the repository root (task files name paths relative to it): bash {}/submit.sh\n\
+         set -euo pipefail\n\
+         mkdir -p logs\n\
+         EMIT_DIR={}\n\
+         dep=()\n",
+        dir.display(),
+        dir.display()
+    );
+    for (k, list) in lists.iter().enumerate() {
+        let n = list.lines().count();
+        if n == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            submit,
+            "jid=$(sbatch --parsable \"${{dep[@]}}\" --array=0-{} --export=ALL,EMIT_DIR=$EMIT_DIR,LIST=stage{k}.list $EMIT_DIR/table2.sbatch)\n\
+             dep=(--dependency=afterok:$jid)\necho \"stage {k}: job $jid ({n} tasks)\"",
+            n - 1
+        );
+    }
+    let _ = writeln!(
+        submit,
+        "echo \"when done: cargo xtask reproduce table2 --profile {} --runs-dir {} (trains nothing, writes the table)\"",
+        format!("{:?}", args.profile).to_lowercase(),
+        runs_dir(args).display()
+    );
+    train::run::write_atomic(&dir.join("submit.sh"), submit.as_bytes())?;
+    println!(
+        "wrote {} task files in {} stage(s) to {}; submit with: bash {}/submit.sh",
+        grid.nodes.len(),
+        stages,
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask run-task FILE`: one task of an emitted grid (a cluster array task).
+pub fn run_task_file(file: &Path) -> Result<()> {
+    let task: Task = train::run::read_json(file)?;
+    let label = file.display().to_string();
+    let worked = run_task(&task, &label)?;
+    if !worked {
+        eprintln!("{label}: complete already");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
