@@ -270,3 +270,98 @@ fn scratch_budgets_follow_liu_et_al() {
     assert_eq!(b["schedule"]["pieces"][2]["epoch"], 207);
     assert_eq!(b["model"]["arch"], "resnet");
 }
+
+#[test]
+fn iterative_pruning_reaches_its_target_round_by_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let (run, iter) = (tmp.path().join("run"), tmp.path().join("iter"));
+    prunebench(&[
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--limit-train",
+        "32",
+        "--out",
+        s(&run),
+    ]);
+    let args = [
+        "iterate",
+        "--checkpoint",
+        s(&run),
+        "--method",
+        "mwp",
+        "--target",
+        "0.75",
+        "--rounds",
+        "2",
+        "--schedule",
+        "ft:lr=0.01",
+        "--epochs",
+        "1",
+        "--out",
+        s(&iter),
+        "--format",
+        "json",
+    ];
+    let rounds = json(&args);
+    let rounds = rounds.as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    // 1 - 0.25^(1/2) = 0.5, then 0.75 (MWP removes int(N p) + 1 weights: a hair above).
+    for (r, want) in rounds.iter().zip([0.5, 0.75]) {
+        let got = r["sparsity"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 0.01,
+            "round {}: sparsity {got}",
+            r["round"]
+        );
+    }
+    // Round 2's retrained weights keep round 1's zeros.
+    let m1 = prune_core::Masks::load(&iter.join("round-1/pruned/masks.safetensors"), &Device::Cpu)
+        .unwrap();
+    let (model, _) = train::engine::load_model(&iter.join("round-2/run"), &Device::Cpu).unwrap();
+    let tensors = model.tensors().unwrap();
+    for (name, mask) in m1.iter() {
+        let w = tensors[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let m = mask
+            .flatten_all()
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            w.iter().zip(&m).all(|(w, m)| *m != 0.0 || *w == 0.0),
+            "{name}"
+        );
+    }
+    // Finished rounds are not redone.
+    let again = json(&args);
+    assert_eq!(again.as_array().unwrap().len(), 2);
+    let o = common::prunebench(&[
+        "iterate",
+        "--checkpoint",
+        s(&run),
+        "--method",
+        "pfec",
+        "--target",
+        "0.5",
+        "--out",
+        s(&iter),
+    ]);
+    assert!(!o.status.success() && common::stderr(&o).contains("--method mwp or random-weight"));
+}

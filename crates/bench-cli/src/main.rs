@@ -36,6 +36,8 @@ enum Command {
     Prune(Box<cmd::prune::Args>),
     /// Retrain a pruned checkpoint with FT, LRW, SLR or CLR.
     Retrain(Box<cmd::retrain::Args>),
+    /// Iterative pruning: prune a little, retrain, repeat to a target sparsity.
+    Iterate(Box<cmd::iterate::Args>),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prune(args) => cmd::prune::run(*args),
         Command::Retrain(args) => cmd::retrain::run(*args),
+        Command::Iterate(args) => cmd::iterate::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,4 +97,16 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks argument definitions only when a command is built: check every subcommand
+    /// here, not when a user first runs it.
+    #[test]
+    fn every_command_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod iterate;
 pub mod model;
 pub mod prune;
 pub mod retrain;

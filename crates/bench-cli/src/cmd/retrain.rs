@@ -3,7 +3,7 @@
 //! The dataset, split, seed and SGD settings default to those of the run the checkpoint was
 //! pruned from (its `origin.json`); `lrw` and `ft` derive from that run's original schedule.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
@@ -19,6 +19,22 @@ pub struct Args {
     /// The pruned checkpoint (from `prunebench prune`), or any model or run directory.
     #[arg(long, value_name = "DIR")]
     checkpoint: PathBuf,
+    #[command(flatten)]
+    settings: Settings,
+    /// The run directory (default: runs/<spec hash>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue a stopped run in --out.
+    #[arg(long)]
+    resume: bool,
+    /// text or json (result.json).
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::cmd::Format,
+}
+
+/// How to retrain: shared by `retrain` and `iterate`.
+#[derive(clap::Args, Clone)]
+pub struct Settings {
     /// ft, lrw, slr, clr, with optional parameters (clr:max=0.05), or any schedule text.
     #[arg(long, default_value = "clr")]
     schedule: String,
@@ -40,22 +56,19 @@ pub struct Args {
     /// Train on only the first N images of the training split (default: the origin run's).
     #[arg(long, value_name = "N")]
     limit_train: Option<usize>,
-    /// The run directory (default: runs/<spec hash>).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Continue a stopped run in --out.
-    #[arg(long)]
-    resume: bool,
-    /// text or json (result.json).
-    #[arg(long, value_enum, default_value = "text")]
-    format: crate::cmd::Format,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (model, dir) = load_model(&args.checkpoint, &candle_core::Device::Cpu)
-        .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
+    let spec = retrain_spec(&args.checkpoint, &args.settings)?;
+    execute(&spec, args.out, args.resume, args.format)
+}
+
+/// The spec that retrains `checkpoint` as `s` says, the rest taken from its origin run.
+pub fn retrain_spec(checkpoint: &Path, s: &Settings) -> Result<ExperimentSpec> {
+    let (model, dir) = load_model(&checkpoint, &candle_core::Device::Cpu)
+        .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
     let origin = read_origin(&dir)?.and_then(|o| o.spec);
-    let dataset: DatasetKind = match (&args.dataset, &origin) {
+    let dataset: DatasetKind = match (&s.dataset, &origin) {
         (Some(name), _) => name.parse()?,
         (None, Some(spec)) => spec.dataset,
         (None, None) => bail!(
@@ -67,25 +80,25 @@ pub fn run(args: Args) -> Result<()> {
         Some(o) if o.dataset == dataset => o.clone(),
         _ => ExperimentSpec::paper(dataset, model.config().clone()),
     };
-    spec.schedule = retraining_schedule(&args.schedule, origin.as_ref())
-        .with_context(|| format!("schedule '{}'", args.schedule))?;
+    spec.schedule = retraining_schedule(&s.schedule, origin.as_ref())
+        .with_context(|| format!("schedule '{}'", s.schedule))?;
     spec.model = model.config().clone();
     spec.init = Init::Checkpoint {
-        path: args.checkpoint.clone(),
+        path: checkpoint.to_path_buf(),
     };
-    spec.epochs = args.epochs;
-    if args.data_dir.is_some() {
-        spec.data_dir = args.data_dir;
+    spec.epochs = s.epochs;
+    if s.data_dir.is_some() {
+        spec.data_dir = s.data_dir.clone();
     }
-    if let Some(seed) = args.seed {
+    if let Some(seed) = s.seed {
         spec.seed = u64::from(seed);
         spec.split_seed = seed;
     }
-    if let Some(b) = args.batch_size {
+    if let Some(b) = s.batch_size {
         spec.batch_size = b;
     }
-    if args.limit_train.is_some() {
-        spec.limit_train = args.limit_train;
+    if s.limit_train.is_some() {
+        spec.limit_train = s.limit_train;
     }
-    execute(&spec, args.out, args.resume, args.format)
+    Ok(spec)
 }
