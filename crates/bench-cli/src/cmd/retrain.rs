@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The spec that retrains `checkpoint` as `s` says, the rest taken from its origin run.
 pub fn retrain_spec(checkpoint: &Path, s: &Settings) -> Result<ExperimentSpec> {
-    let (model, dir) = load_model(&checkpoint, &candle_core::Device::Cpu)
+    let (model, dir) = load_model(checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
     let origin = read_origin(&dir)?.and_then(|o| o.spec);
     let dataset: DatasetKind = match (&s.dataset, &origin) {
