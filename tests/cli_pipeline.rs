@@ -19,9 +19,7 @@ fn prunebench(args: &[&str]) {
 #[test]
 fn train_prune_retrain_eval() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let data = common::bars(tmp.path(), 60, 20);
     let (run, pruned, retrained) = (
         tmp.path().join("run"),
         tmp.path().join("pruned"),
@@ -115,9 +113,7 @@ fn train_prune_retrain_eval() {
 #[test]
 fn masked_weights_stay_zero_through_retraining_and_lrw_follows_the_origin() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let data = common::bars(tmp.path(), 60, 20);
     let (run, sparse, retrained) = (
         tmp.path().join("run"),
         tmp.path().join("sparse"),
@@ -274,9 +270,7 @@ fn scratch_budgets_follow_liu_et_al() {
 #[test]
 fn iterative_pruning_reaches_its_target_round_by_round() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    datasets::fixtures::write_bars(&data, 60, 20).unwrap();
+    let data = common::bars(tmp.path(), 60, 20);
     let (run, iter) = (tmp.path().join("run"), tmp.path().join("iter"));
     prunebench(&[
         "train",

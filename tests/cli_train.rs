@@ -1,16 +1,16 @@
 //! End-to-end tests of `prunebench train` and `prunebench eval`: a run killed with SIGKILL and
 //! resumed ends with exactly the numbers of an uninterrupted one; eval reads the run back.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::prunebench as run;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prunebench"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run prunebench")
 }
 
 fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -63,9 +63,7 @@ fn epochs_done(run: &Path) -> u64 {
 #[test]
 fn killed_and_resumed_equals_uninterrupted_and_eval_reads_it_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    datasets::fixtures::write_bars(&data, 120, 40).unwrap();
+    let data = common::bars(tmp.path(), 120, 40);
     let data = data.to_str().unwrap();
 
     let whole = tmp.path().join("whole");

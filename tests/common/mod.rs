@@ -3,7 +3,7 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `prunebench` with `args`, whatever its exit status.
@@ -35,4 +35,13 @@ pub fn stderr(o: &Output) -> String {
 /// A path as the `&str` an argument list wants.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
+}
+
+/// Writes the learnable bars dataset (real Fashion-MNIST format) into `tmp/data` and returns that
+/// folder.
+pub fn bars(tmp: &Path, n_train: usize, n_test: usize) -> PathBuf {
+    let data = tmp.join("data");
+    std::fs::create_dir(&data).expect("create the data folder");
+    datasets::fixtures::write_bars(&data, n_train, n_test).expect("write the bars dataset");
+    data
 }
