@@ -46,6 +46,39 @@ pub struct PlotError {
     pub message: String,
 }
 
+/// DejaVu Sans cut to ASCII and a few symbols (`assets/README.md`): charts need a font to lay
+/// out text, and an embedded one renders the same on every machine, fonts installed or not.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+/// Makes the embedded font plotters' `sans-serif` (every style); idempotent. [`draw_svg`] calls
+/// it; call it before drawing charts of your own with plotters.
+pub fn register_font() -> Result<(), PlotError> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError {
+            path: "assets/DejaVuSans-subset.ttf".into(),
+            message: "the embedded font does not parse".into(),
+        })
+    }
+}
+
+/// The colours of successive curves (matplotlib's `tab10`, as the paper's figures).
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
 /// At most this many points per curve: enough for a smooth curve and near-vertical steps.
 const MAX_POINTS: u64 = 4000;
 
@@ -76,6 +109,7 @@ pub fn draw_svg(path: &Path, curves: &[Curve], opts: &ChartOptions) -> Result<()
         path: path.display().to_string(),
         message: e.to_string(),
     };
+    register_font()?;
     let sampled: Vec<Vec<(f64, f64)>> = curves.iter().map(|c| polyline(&c.schedule)).collect();
     let x_max = curves
         .iter()
@@ -94,16 +128,7 @@ pub fn draw_svg(path: &Path, curves: &[Curve], opts: &ChartOptions) -> Result<()
         .x_label_area_size(44)
         .y_label_area_size(72);
 
-    let palette = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
+    let palette = PALETTE;
 
     macro_rules! draw_series {
         ($chart:expr, $map_y:expr) => {{
