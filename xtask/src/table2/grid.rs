@@ -242,8 +242,10 @@ pub struct Node {
     pub arch: &'static str,
     /// The version (pruning, and the runs after it); none for unpruned runs and VGG-16.
     pub version: Option<PfecVersion>,
-    /// The column a training run fills (none for pruning).
+    /// The Table 2 column a training run fills (none for pruning and Figure 2's retraining).
     pub column: Option<Column>,
+    /// Figure 2's retraining: the schedule (`ft`, `lrw`, `slr`, `clr`) and its budget in epochs.
+    pub curve: Option<(&'static str, u32)>,
     pub seed: u32,
 }
 
@@ -265,13 +267,20 @@ impl Node {
         }
     }
 
+    /// What the node does: `prune`, a Table 2 column (`unpruned`, `clr`, ...) or a Figure 2
+    /// point (`lrw@56`).
+    pub fn kind(&self) -> String {
+        match (&self.task, self.column, self.curve) {
+            (Task::Prune { .. }, _, _) => "prune".to_string(),
+            (_, Some(c), _) => c.key().to_string(),
+            (_, None, Some((method, epochs))) => format!("{method}@{epochs}"),
+            _ => "train".to_string(),
+        }
+    }
+
     /// `kind arch version seed` for logs.
     pub fn label(&self) -> String {
-        let what = match (&self.task, self.column) {
-            (Task::Prune { .. }, _) => "prune".to_string(),
-            (_, Some(c)) => c.key().to_string(),
-            _ => "train".to_string(),
-        };
+        let what = self.kind();
         let version = self.version.map(|v| format!("-{v}")).unwrap_or_default();
         format!(
             "{what} {}/{}{version} seed {}",
@@ -299,25 +308,141 @@ pub struct Cell {
 pub struct Grid {
     pub nodes: Vec<Node>,
     pub cells: Vec<Cell>,
+    /// The training node of each spec hash.
+    trains: std::collections::HashMap<String, usize>,
 }
 
 impl Grid {
-    /// Adds a training node, or returns the node that already trains the same spec: short
-    /// budgets can give Scratch-B as many epochs as Scratch-E, and one run directory must
-    /// never have two writers.
-    fn push_train(&mut self, node: Node) -> usize {
+    /// Adds a training node, or returns the node that already trains the same spec: the
+    /// unpruned run feeds every version, short budgets can give Scratch-B as many epochs as
+    /// Scratch-E, Figure 2's CLR point at Table 2's budget is Table 2's CLR run, and one run
+    /// directory must never have two writers.
+    pub fn push_train(&mut self, node: Node) -> usize {
         let Task::Train { spec, .. } = &node.task else {
             self.nodes.push(node);
             return self.nodes.len() - 1;
         };
-        let hash = spec.hash();
-        let same = self.nodes.iter().position(|n| match &n.task {
-            Task::Train { spec, .. } => spec.hash() == hash,
-            Task::Prune { .. } => false,
-        });
-        same.unwrap_or_else(|| {
+        let next = self.nodes.len();
+        let i = *self.trains.entry(spec.hash()).or_insert(next);
+        if i == next {
             self.nodes.push(node);
-            self.nodes.len() - 1
+        }
+        i
+    }
+}
+
+/// The spec of the unpruned run of (`dataset`, `arch`, `seed`) under `profile`: the paper's
+/// recipe with the profile's budget and limits. Table 2 and Figure 2 build it alike, so a runs
+/// directory shared by both trains it once.
+pub fn base_spec(
+    profile: &Profile,
+    dataset: DatasetKind,
+    arch: &str,
+    seed: u32,
+) -> Result<ExperimentSpec> {
+    let shape = dataset.shape();
+    let full = ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)
+        .with_context(|| format!("model {arch}"))?;
+    let mut base = ExperimentSpec::paper(dataset, full);
+    base.data_dir.clone_from(&profile.data_dir);
+    base.init = train::Init::Fresh {
+        seed: u64::from(seed),
+    };
+    base.epochs = profile.original_epochs;
+    base.batch_size = profile.batch_size;
+    base.seed = u64::from(seed);
+    base.split_seed = seed;
+    base.limit_train = profile.limit_train;
+    base.limit_eval = profile.limit_eval;
+    Ok(base)
+}
+
+/// Where the PFEC-pruned best model of the run `base` goes.
+pub fn pruned_dir(runs_dir: &Path, base: &ExperimentSpec, version: Option<PfecVersion>) -> PathBuf {
+    runs_dir.join("pruned").join(match version {
+        Some(v) => format!("{}-pfec-{v}", base.hash()),
+        None => format!("{}-pfec", base.hash()),
+    })
+}
+
+/// The retraining of a pruned checkpoint with the schedule `text` names (`ft`, `lrw`, `slr`,
+/// `clr`) for `epochs`: what `prunebench retrain` builds from the pruned checkpoint's origin
+/// (the unpruned run's spec), so both give the same hash.
+pub fn retrain_spec(
+    base: &ExperimentSpec,
+    pruned_config: &ModelConfig,
+    pruned_dir: &Path,
+    text: &str,
+    epochs: u32,
+) -> Result<ExperimentSpec> {
+    let mut spec = base.clone();
+    spec.schedule = recipe::retraining_schedule(text, Some(base))?;
+    spec.model = pruned_config.clone();
+    spec.init = train::Init::Checkpoint {
+        path: pruned_dir.to_path_buf(),
+    };
+    spec.epochs = epochs;
+    Ok(spec)
+}
+
+/// The unpruned run and its PFEC pruning for one (dataset, variant, seed): the two nodes every
+/// retraining of that model depends on.
+pub struct Trunk {
+    pub base: ExperimentSpec,
+    pub unpruned: usize,
+    pub prune: usize,
+    pub pruned_config: ModelConfig,
+    pub pruned_dir: PathBuf,
+}
+
+impl Grid {
+    /// Adds (or finds) the unpruned run of `variant.arch` and adds its pruning to `variant`.
+    pub fn push_trunk(
+        &mut self,
+        profile: &Profile,
+        dataset: DatasetKind,
+        variant: Variant,
+        seed: u32,
+        runs_dir: &Path,
+    ) -> Result<Trunk> {
+        let base = base_spec(profile, dataset, variant.arch, seed)?;
+        // One unpruned run per (dataset, arch, seed), shared by every version.
+        let unpruned = self.push_train(Node {
+            task: Task::Train {
+                runs_dir: runs_dir.to_path_buf(),
+                spec: Box::new(base.clone()),
+            },
+            deps: vec![],
+            dataset,
+            arch: variant.arch,
+            version: None,
+            column: Some(Column::Unpruned),
+            curve: None,
+            seed,
+        });
+        let pruned_config = train::prune::pfec_config(&base.model, variant.version)
+            .with_context(|| format!("PFEC {}", variant.label()))?;
+        let pruned_dir = pruned_dir(runs_dir, &base, variant.version);
+        self.nodes.push(Node {
+            task: Task::Prune {
+                from: run_dir(runs_dir, &base),
+                version: variant.version,
+                out: pruned_dir.clone(),
+            },
+            deps: vec![unpruned],
+            dataset,
+            arch: variant.arch,
+            version: variant.version,
+            column: None,
+            curve: None,
+            seed,
+        });
+        Ok(Trunk {
+            base,
+            unpruned,
+            prune: self.nodes.len() - 1,
+            pruned_config,
+            pruned_dir,
         })
     }
 }
@@ -326,45 +451,9 @@ impl Grid {
 pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Result<Grid> {
     let mut grid = Grid::default();
     for &dataset in &profile.datasets {
-        let shape = dataset.shape();
         for seed in 1..=profile.seeds {
-            let mut unpruned_of: Vec<(&str, usize)> = Vec::new();
             for &variant in variants {
-                let full =
-                    ModelConfig::from_name(variant.arch, dataset.num_classes(), shape.channels)
-                        .with_context(|| format!("model {}", variant.arch))?;
-                let mut base = ExperimentSpec::paper(dataset, full.clone());
-                base.data_dir.clone_from(&profile.data_dir);
-                base.init = train::Init::Fresh {
-                    seed: u64::from(seed),
-                };
-                base.epochs = profile.original_epochs;
-                base.batch_size = profile.batch_size;
-                base.seed = u64::from(seed);
-                base.split_seed = seed;
-                base.limit_train = profile.limit_train;
-                base.limit_eval = profile.limit_eval;
-
-                // The unpruned run of (dataset, arch, seed), shared by every version.
-                let unpruned = match unpruned_of.iter().find(|(a, _)| *a == variant.arch) {
-                    Some(&(_, i)) => i,
-                    None => {
-                        grid.nodes.push(Node {
-                            task: Task::Train {
-                                runs_dir: runs_dir.to_path_buf(),
-                                spec: Box::new(base.clone()),
-                            },
-                            deps: vec![],
-                            dataset,
-                            arch: variant.arch,
-                            version: None,
-                            column: Some(Column::Unpruned),
-                            seed,
-                        });
-                        unpruned_of.push((variant.arch, grid.nodes.len() - 1));
-                        grid.nodes.len() - 1
-                    }
-                };
+                let trunk = grid.push_trunk(profile, dataset, variant, seed, runs_dir)?;
                 let cell = |grid: &mut Grid, column, node| {
                     grid.cells.push(Cell {
                         dataset,
@@ -373,49 +462,27 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                         node,
                     });
                 };
-                cell(&mut grid, Column::Unpruned, unpruned);
+                cell(&mut grid, Column::Unpruned, trunk.unpruned);
 
-                let pruned_config = train::prune::pfec_config(&full, variant.version)
-                    .with_context(|| format!("PFEC {}", variant.label()))?;
-                let pruned_dir = runs_dir.join("pruned").join(match variant.version {
-                    Some(v) => format!("{}-pfec-{v}", base.hash()),
-                    None => format!("{}-pfec", base.hash()),
-                });
-                grid.nodes.push(Node {
-                    task: Task::Prune {
-                        from: run_dir(runs_dir, &base),
-                        version: variant.version,
-                        out: pruned_dir.clone(),
-                    },
-                    deps: vec![unpruned],
-                    dataset,
-                    arch: variant.arch,
-                    version: variant.version,
-                    column: None,
-                    seed,
-                });
-                let prune = grid.nodes.len() - 1;
-
-                // Fine-tuning and CLR: what `prunebench retrain` builds from the pruned
-                // checkpoint's origin (the unpruned run's spec), so both give the same hash.
                 for (column, text) in [(Column::Finetune, "ft"), (Column::Clr, "clr")] {
-                    let mut spec = base.clone();
-                    spec.schedule = recipe::retraining_schedule(text, Some(&base))?;
-                    spec.model = pruned_config.clone();
-                    spec.init = train::Init::Checkpoint {
-                        path: pruned_dir.clone(),
-                    };
-                    spec.epochs = profile.retrain_epochs;
+                    let spec = retrain_spec(
+                        &trunk.base,
+                        &trunk.pruned_config,
+                        &trunk.pruned_dir,
+                        text,
+                        profile.retrain_epochs,
+                    )?;
                     let node = grid.push_train(Node {
                         task: Task::Train {
                             runs_dir: runs_dir.to_path_buf(),
                             spec: Box::new(spec),
                         },
-                        deps: vec![prune],
+                        deps: vec![trunk.prune],
                         dataset,
                         arch: variant.arch,
                         version: variant.version,
                         column: Some(column),
+                        curve: None,
                         seed,
                     });
                     cell(&mut grid, column, node);
@@ -425,9 +492,9 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                     (Column::ScratchB, ScratchBudget::B),
                 ] {
                     let (epochs, schedule) =
-                        recipe::scratch(&pruned_config, budget, profile.scratch_epochs)?;
-                    let mut spec = base.clone();
-                    spec.model = pruned_config.clone();
+                        recipe::scratch(&trunk.pruned_config, budget, profile.scratch_epochs)?;
+                    let mut spec = trunk.base.clone();
+                    spec.model = trunk.pruned_config.clone();
                     spec.epochs = epochs;
                     spec.schedule = schedule;
                     let node = grid.push_train(Node {
@@ -440,6 +507,7 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                         arch: variant.arch,
                         version: variant.version,
                         column: Some(column),
+                        curve: None,
                         seed,
                     });
                     cell(&mut grid, column, node);

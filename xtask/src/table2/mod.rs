@@ -159,7 +159,7 @@ fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
     for (i, n) in grid.nodes.iter().enumerate() {
         let cost = u64::from(n.epochs()) * per_epoch;
         let is_done = n.is_done();
-        let kind = n.column.map_or("prune", |c| c.key());
+        let kind = n.kind();
         let where_ = match &n.task {
             Task::Train { runs_dir, spec } => grid::run_dir(runs_dir, spec).display().to_string(),
             Task::Prune { out, .. } => out.display().to_string(),
