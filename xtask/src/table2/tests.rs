@@ -163,3 +163,29 @@ fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
     assert!(submit.contains("--dependency=afterok"));
     assert!(!tmp.path().join("runs").exists(), "emitting trains nothing");
 }
+
+#[test]
+fn shortened_profiles_drop_the_rate_at_the_papers_fractions() {
+    use schedules::Schedule;
+    let lrs = |spec: &train::ExperimentSpec| -> Vec<f64> {
+        let Schedule::Step { pieces } = &spec.schedule else {
+            panic!("{:?}", spec.schedule)
+        };
+        (0..spec.epochs).map(|e| pieces.lr(e)).collect()
+    };
+    let cpu = grid::Profile::new(ProfileName::Cpu);
+    let base = grid::base_spec(&cpu, DatasetKind::FashionMnist, "resnet56", 1).unwrap();
+    let r = lrs(&base);
+    assert_eq!(r.len(), 8);
+    // 0.1 for epochs 0-3, 0.01 for 4-5, 0.001 for 6-7 (80 and 120 of 160 in the paper).
+    assert!(r[..4].iter().all(|&x| x == 0.1), "{r:?}");
+    assert!(r[4..6].iter().all(|&x| (x - 0.01).abs() < 1e-12), "{r:?}");
+    assert!(r[6..].iter().all(|&x| (x - 0.001).abs() < 1e-12), "{r:?}");
+    // FT retrains at the rate the original training ended with.
+    let ft = grid::retrain_spec(&base, &base.model, Path::new("p"), "ft", 2).unwrap();
+    assert!(matches!(ft.schedule, Schedule::Ft { lr } if (lr - 0.001).abs() < 1e-12));
+    // The paper profile keeps the preset as written.
+    let paper = grid::Profile::new(ProfileName::Paper);
+    let base = grid::base_spec(&paper, DatasetKind::Cifar10, "resnet56", 1).unwrap();
+    assert_eq!(base.schedule, Schedule::original(schedules::Preset::Cifar));
+}
