@@ -1,10 +1,13 @@
 //! `cargo xtask <task>`: repository chores in Rust (rust-analyzer's xtask pattern).
 //!
 //! Tasks: `reproduce fig1` draws the paper's Figure 1 (the four retraining schedules on CIFAR,
-//! 72 epochs) to `results/fig1.svg`; `reproduce table2` runs Table 2's grid and writes
+//! 72 epochs) to `results/fig1.svg`; `reproduce fig2` runs Figure 2's grid (accuracy against
+//! the retraining budget) and draws it to `results/fig2.svg` and `.png`; `reproduce table2` runs Table 2's grid and writes
 //! `results/table2.md` and `.csv`; `run-task` (hidden) runs one task of an emitted grid;
 //! `make-sample` writes the bundled Fashion-MNIST sample.
 
+mod charts;
+mod fig2;
 mod reproduce;
 mod sample;
 mod table2;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use schedules::plot::{ChartOptions, Curve, draw_svg};
 use schedules::{Budget, Preset, Schedule};
 
@@ -17,6 +17,9 @@ enum What {
     /// Table 2: PFEC on CIFAR with fine-tuning, Scratch-E/B and CLR; resumable, parallel,
     /// or emitted for Slurm. Writes results/table2.md and .csv.
     Table2(crate::table2::Args),
+    /// Figure 2: one-shot PFEC, accuracy against the retraining budget for FT, LRW, SLR and
+    /// CLR; shares Table 2's runs. Writes results/fig2.{svg,png,csv,md}.
+    Fig2(crate::fig2::Args),
     /// Figure 1: FT, LRW, SLR and CLR when retraining 72 epochs on CIFAR.
     Fig1 {
         /// Where to write the chart.
@@ -31,6 +34,7 @@ enum What {
 pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Table2(args) => crate::table2::run(&args).map(|_| ()),
+        What::Fig2(args) => crate::fig2::run(&args).map(|_| ()),
         What::Fig1 {
             out,
             steps_per_epoch,
@@ -55,16 +59,11 @@ fn fig1(out: &std::path::Path, steps_per_epoch: u32) -> Result<()> {
         })
     })
     .collect::<Result<Vec<_>>>()?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = out.with_extension("svg.tmp");
     let opts = ChartOptions {
         title: "Figure 1: retraining for 72 epochs on CIFAR".into(),
         ..ChartOptions::default()
     };
-    draw_svg(&tmp, &curves, &opts)?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    crate::charts::via_temp(out, |tmp| Ok(draw_svg(tmp, &curves, &opts)?))?;
     println!("wrote {}", out.display());
     Ok(())
 }

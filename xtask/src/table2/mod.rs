@@ -2,9 +2,9 @@
 //! their spec hashes, run locally with `--jobs N` or emitted as Slurm job arrays, and the
 //! report of our numbers beside the paper's.
 
-mod exec;
-mod grid;
-mod report;
+pub mod exec;
+pub mod grid;
+pub mod report;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,26 @@ pub struct Args {
 
 fn profile(args: &Args) -> Result<grid::Profile> {
     let mut p = grid::Profile::new(args.profile);
-    if let Some(names) = &args.datasets {
+    override_profile(
+        &mut p,
+        args.datasets.as_deref(),
+        args.data_dir.as_deref(),
+        args.seeds,
+        args.limits.as_deref(),
+    )?;
+    Ok(p)
+}
+
+/// Applies the command line's `--datasets`, `--data-dir`, `--seeds` and `--limits` to a
+/// profile (Table 2 and Figure 2 take the same flags).
+pub fn override_profile(
+    p: &mut grid::Profile,
+    datasets: Option<&[String]>,
+    data_dir: Option<&Path>,
+    seeds: Option<u32>,
+    limits: Option<&[usize]>,
+) -> Result<()> {
+    if let Some(names) = datasets {
         p.datasets = names
             .iter()
             .map(|n| {
@@ -77,32 +96,38 @@ fn profile(args: &Args) -> Result<grid::Profile> {
             bail!("--datasets names no dataset");
         }
     }
-    if let Some(dir) = &args.data_dir {
+    if let Some(dir) = data_dir {
         if p.datasets.len() > 1 {
             bail!("--data-dir names one folder: give one dataset with --datasets");
         }
-        p.data_dir = Some(dir.clone());
+        p.data_dir = Some(dir.to_path_buf());
     }
-    if let Some(n) = args.seeds {
+    if let Some(n) = seeds {
         if n == 0 {
             bail!("--seeds must be at least 1");
         }
         p.seeds = n;
     }
-    if let Some(l) = &args.limits {
-        let [train, eval] = l.as_slice() else {
+    if let Some(l) = limits {
+        let [train, eval] = l else {
             bail!("--limits takes TRAIN,EVAL (two image counts), got {l:?}");
         };
         p.limit_train = Some(*train);
         p.limit_eval = Some(*eval);
     }
-    Ok(p)
+    Ok(())
 }
 
 fn runs_dir(args: &Args) -> PathBuf {
-    args.runs_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("table2-{:?}", args.profile).to_lowercase())
-    })
+    args.runs_dir
+        .clone()
+        .unwrap_or_else(|| default_runs_dir(args.profile))
+}
+
+/// `runs/<profile>`: Table 2 and Figure 2 share it, so the unpruned models, their prunings
+/// and the runs both need are trained once.
+pub fn default_runs_dir(profile: ProfileName) -> PathBuf {
+    PathBuf::from("runs").join(format!("{profile:?}").to_lowercase())
 }
 
 /// Expands, then prints, emits or runs the grid and writes the report.
@@ -113,6 +138,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
     let grid = grid::expand(&profile, &variants, &runs)?;
     if args.dry_run {
         print!("{}", plan_text(&grid, &profile));
+        println!("not run: imagenet resnet34 A and B (no ImageNet here)");
         return Ok(None);
     }
     if let Some(emit) = &args.emit {
@@ -147,7 +173,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
 }
 
 /// The plan: one line per task, its cost in epochs x training images, and the totals.
-fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
+pub fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
     let per_epoch = profile.images_per_epoch() as u64;
     let mut out = String::new();
     let _ = writeln!(
@@ -193,7 +219,6 @@ fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
         missing,
         per_epoch
     );
-    let _ = writeln!(out, "not run: imagenet resnet34 A and B (no ImageNet here)");
     out
 }
 
