@@ -359,10 +359,10 @@ fn draw<DB: DrawingBackend>(
     let root = root.titled(title, ("sans-serif", 22)).map_err(|x| e(&x))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
     let (lo, hi) = (
-        f64::from(budgets[0]),
-        f64::from(*budgets.last().unwrap_or(&1)),
+        i64::from(budgets[0]),
+        i64::from(*budgets.last().unwrap_or(&1)),
     );
-    let pad = ((hi - lo) / 12.0).max(0.5);
+    let pad = ((hi - lo) / 12).max(1);
     for (panel, area) in panels.iter().zip(&areas) {
         let ys = panel.curves.iter().flat_map(|(_, c)| {
             c.iter().flat_map(|(_, s)| {
@@ -385,6 +385,7 @@ fn draw<DB: DrawingBackend>(
             .x_label_area_size(40)
             .y_label_area_size(56)
             .build_cartesian_2d(
+                // Whole epochs: integer ticks, as the paper's axis.
                 lo - pad..hi + pad,
                 (y0 - ypad).max(0.0)..(y1 + ypad).min(100.0),
             )
@@ -395,13 +396,12 @@ fn draw<DB: DrawingBackend>(
             .y_desc("Accuracy (%)")
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 15))
-            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.1}"))
             .draw()
             .map_err(|x| e(&x))?;
         for (k, (method, curve)) in panel.curves.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
-            let pts: Vec<(f64, f64)> = curve.iter().map(|(b, s)| (f64::from(*b), s.mean)).collect();
+            let pts: Vec<(i64, f64)> = curve.iter().map(|(b, s)| (i64::from(*b), s.mean)).collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|x| e(&x))?
@@ -416,7 +416,7 @@ fn draw<DB: DrawingBackend>(
                 .draw_series(curve.iter().filter_map(|(b, s)| {
                     s.std.map(|sd| {
                         ErrorBar::new_vertical(
-                            f64::from(*b),
+                            i64::from(*b),
                             s.mean - sd,
                             s.mean,
                             s.mean + sd,
@@ -585,5 +585,57 @@ mod tests {
         .unwrap();
         assert!(parse_methods("ft,foo").is_err());
         assert_eq!(parse_methods("clr, FT").unwrap(), ["ft", "clr"]);
+    }
+
+    #[test]
+    fn charts_draw_error_bars_on_the_papers_axes() {
+        let budgets: Vec<u32> = (40..=152).step_by(16).collect();
+        let curve = |base: f64| -> Vec<(u32, Stat)> {
+            budgets
+                .iter()
+                .map(|&b| {
+                    let s = stat(&[
+                        base + f64::from(b) / 100.0,
+                        base + f64::from(b) / 50.0,
+                        base,
+                    ])
+                    .unwrap();
+                    (b, s)
+                })
+                .collect()
+        };
+        let panel = Panel {
+            dataset: DatasetKind::Cifar10,
+            variant: Variant::CIFAR[2],
+            removed_pct: 13.7,
+            curves: vec![
+                ("ft", curve(92.0)),
+                ("lrw", curve(93.0)),
+                ("slr", curve(93.2)),
+                ("clr", curve(93.4)),
+            ],
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let stem = tmp.path().join("charts").join("fig2");
+        write_charts(&stem, &[panel.clone(), panel], &budgets, "Figure 2").unwrap();
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        // Ticks on whole epochs, the four legend entries, the panel title.
+        for text in [
+            "\n100\n",
+            "\n40\n",
+            "\nCLR\n",
+            "\nLRW\n",
+            "\nEpochs\n",
+            "ResNet-56-B PFEC, 14% Sparsity",
+        ] {
+            assert!(svg.contains(text), "fig2.svg lacks {text}");
+        }
+        let png = std::fs::read(stem.with_extension("png")).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+        // Nothing left behind but the two charts.
+        assert_eq!(
+            std::fs::read_dir(stem.parent().unwrap()).unwrap().count(),
+            2
+        );
     }
 }

@@ -53,8 +53,9 @@ fn the_figure_is_complete_and_a_rerun_trains_nothing() {
                 .unwrap_or_else(|| panic!("no {method} at {budget} epochs in\n{csv}"));
             let acc: f64 = row[7].parse().unwrap();
             assert!((0.0..=100.0).contains(&acc), "{csv}");
-            // ResNet-56-B keeps 86.3% of the parameters.
-            assert_eq!(row[4], "13.75", "{csv}");
+            // ResNet-56-B removes 13.7% of the parameters (Li et al.: 13.7%).
+            let removed: f64 = row[4].parse().unwrap();
+            assert!((13.7..13.8).contains(&removed), "{csv}");
         }
     }
     let svg = std::fs::read_to_string(results.join("fig2.svg")).unwrap();
