@@ -4,7 +4,7 @@
 //! CLR runs are shared), the same executor and the same resumability.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -31,9 +31,6 @@ pub struct Args {
     /// The dataset [default: the profile's: cifar10 (paper), fashion-mnist].
     #[arg(long)]
     pub dataset: Option<String>,
-    /// The dataset folder [default: the profile's; CIFAR: data/].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Panels: the figure's are ResNet-56-B (14% of the parameters removed), ResNet-110-B (32%)
     /// and VGG-16 (64%); any of Table 2's rows works.
     #[arg(long, default_value = "resnet56-B,resnet110-B,vgg16")]
@@ -44,24 +41,8 @@ pub struct Args {
     /// Retraining methods, comma-separated, from ft, lrw, slr, clr.
     #[arg(long, default_value = "ft,lrw,slr,clr")]
     pub methods: String,
-    /// Seeds 1..=N [default: the profile's: 3 (paper, as the paper's CIFAR runs), 1].
-    #[arg(long, value_name = "N")]
-    pub seeds: Option<u32>,
-    /// Runs at once.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub jobs: usize,
-    /// Where runs live [default: runs/<profile>, shared with `reproduce table2`].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
-    /// Where fig2.svg, fig2.png, fig2.csv and fig2.md go.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    pub results_dir: PathBuf,
-    /// Print the plan and its cost; run nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Override the profile's image limits (for tests and quick looks): TRAIN,EVAL.
-    #[arg(long, hide = true, value_delimiter = ',')]
-    pub limits: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub grid: t2::GridArgs,
 }
 
 /// The profile of Figure 2 and its budgets: Table 2's profile, with the paper profile on
@@ -82,13 +63,7 @@ pub fn profile(args: &Args) -> Result<(Profile, Vec<u32>)> {
         }
     };
     let datasets = args.dataset.clone().map(|d| vec![d]);
-    t2::override_profile(
-        &mut p,
-        datasets.as_deref(),
-        args.data_dir.as_deref(),
-        args.seeds,
-        args.limits.as_deref(),
-    )?;
+    t2::override_profile(&mut p, datasets.as_deref(), &args.grid)?;
     if let Some(b) = &args.budgets {
         budgets.clone_from(b);
     }
@@ -165,17 +140,8 @@ pub fn expand(
                             budget,
                         )?;
                         let node = grid.push_train(Node {
-                            task: Task::Train {
-                                runs_dir: runs_dir.to_path_buf(),
-                                spec: Box::new(spec),
-                            },
-                            deps: vec![trunk.prune],
-                            dataset,
-                            arch: variant.arch,
-                            version: variant.version,
-                            column: None,
                             curve: Some((method, budget)),
-                            seed,
+                            ..Node::train(runs_dir, spec, vec![trunk.prune], dataset, variant, seed)
                         });
                         points.push(Point {
                             dataset,
@@ -471,21 +437,18 @@ pub fn run(args: &Args) -> Result<Option<exec::Summary>> {
     let (profile, budgets) = profile(args)?;
     let variants = Variant::parse_list(&args.archs)?;
     let methods = parse_methods(&args.methods)?;
-    let runs = args
-        .runs_dir
-        .clone()
-        .unwrap_or_else(|| t2::default_runs_dir(args.profile));
+    let runs = args.grid.runs_dir(args.profile);
     let (grid, points) = expand(&profile, &budgets, &methods, &variants, &runs)?;
-    if args.dry_run {
+    if args.grid.dry_run {
         print!("{}", t2::plan_text(&grid, &profile));
         return Ok(None);
     }
     let started = Instant::now();
-    let summary = exec::execute(&grid, args.jobs);
+    let summary = exec::execute(&grid, args.grid.jobs);
     let panels = collect(&grid, &points, &methods)?;
-    std::fs::create_dir_all(&args.results_dir)
-        .with_context(|| format!("cannot create {}", args.results_dir.display()))?;
-    let dir = &args.results_dir;
+    std::fs::create_dir_all(&args.grid.results_dir)
+        .with_context(|| format!("cannot create {}", args.grid.results_dir.display()))?;
+    let dir = &args.grid.results_dir;
     train::run::write_atomic(&dir.join("fig2.csv"), csv(&panels, args.profile).as_bytes())?;
     train::run::write_atomic(
         &dir.join("fig2.md"),

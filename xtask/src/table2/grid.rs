@@ -251,6 +251,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// A training node for `spec` into `runs_dir`, filling no cell yet (set `column` or `curve`).
+    pub fn train(
+        runs_dir: &Path,
+        spec: ExperimentSpec,
+        deps: Vec<usize>,
+        dataset: DatasetKind,
+        variant: Variant,
+        seed: u32,
+    ) -> Self {
+        Self {
+            task: Task::Train {
+                runs_dir: runs_dir.to_path_buf(),
+                spec: Box::new(spec),
+            },
+            deps,
+            dataset,
+            arch: variant.arch,
+            version: variant.version,
+            column: None,
+            curve: None,
+            seed,
+        }
+    }
+
     /// Epochs a training node runs (0 for pruning).
     pub fn epochs(&self) -> u32 {
         match &self.task {
@@ -414,17 +438,9 @@ impl Grid {
         let base = base_spec(profile, dataset, variant.arch, seed)?;
         // One unpruned run per (dataset, arch, seed), shared by every version.
         let unpruned = self.push_train(Node {
-            task: Task::Train {
-                runs_dir: runs_dir.to_path_buf(),
-                spec: Box::new(base.clone()),
-            },
-            deps: vec![],
-            dataset,
-            arch: variant.arch,
             version: None,
             column: Some(Column::Unpruned),
-            curve: None,
-            seed,
+            ..Node::train(runs_dir, base.clone(), vec![], dataset, variant, seed)
         });
         let pruned_config = train::prune::pfec_config(&base.model, variant.version)
             .with_context(|| format!("PFEC {}", variant.label()))?;
@@ -479,17 +495,8 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                         profile.retrain_epochs,
                     )?;
                     let node = grid.push_train(Node {
-                        task: Task::Train {
-                            runs_dir: runs_dir.to_path_buf(),
-                            spec: Box::new(spec),
-                        },
-                        deps: vec![trunk.prune],
-                        dataset,
-                        arch: variant.arch,
-                        version: variant.version,
                         column: Some(column),
-                        curve: None,
-                        seed,
+                        ..Node::train(runs_dir, spec, vec![trunk.prune], dataset, variant, seed)
                     });
                     cell(&mut grid, column, node);
                 }
@@ -504,17 +511,8 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                     spec.epochs = epochs;
                     spec.schedule = schedule;
                     let node = grid.push_train(Node {
-                        task: Task::Train {
-                            runs_dir: runs_dir.to_path_buf(),
-                            spec: Box::new(spec),
-                        },
-                        deps: vec![],
-                        dataset,
-                        arch: variant.arch,
-                        version: variant.version,
                         column: Some(column),
-                        curve: None,
-                        seed,
+                        ..Node::train(runs_dir, spec, vec![], dataset, variant, seed)
                     });
                     cell(&mut grid, column, node);
                 }

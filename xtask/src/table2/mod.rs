@@ -34,55 +34,65 @@ pub struct Args {
     /// Datasets, comma-separated (cifar10,cifar100,fashion-mnist) [default: the profile's].
     #[arg(long, value_delimiter = ',')]
     pub datasets: Option<Vec<String>>,
-    /// The dataset folder [default: the profile's; CIFAR: data/].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Rows: vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B.
     #[arg(long, default_value = "vgg16,resnet56,resnet110")]
     pub archs: String,
+    /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
+    #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
+    pub emit: Option<Vec<String>>,
+    #[command(flatten)]
+    pub grid: GridArgs,
+}
+
+/// The flags Table 2 and Figure 2 share: where the data, the runs and the report live, and how
+/// the grid runs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GridArgs {
+    /// The dataset folder [default: the profile's; CIFAR: data/].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Seeds 1..=N [default: the profile's].
     #[arg(long, value_name = "N")]
     pub seeds: Option<u32>,
     /// Runs at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
-    /// Where runs live, one folder per spec hash (pruned checkpoints under pruned/).
+    /// Where runs live, one folder per spec hash (pruned checkpoints under pruned/)
+    /// [default: runs/<profile>, shared by table2 and fig2].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
-    /// Where table2.md and table2.csv go.
+    /// Where the report goes (table2.md and .csv; fig2.svg, .png, .csv and .md).
     #[arg(long, value_name = "DIR", default_value = "results")]
     pub results_dir: PathBuf,
     /// Print the plan and its cost; run nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
-    #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
-    pub emit: Option<Vec<String>>,
     /// Override the profile's image limits (for tests and quick looks): TRAIN,EVAL.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub limits: Option<Vec<usize>>,
 }
 
+impl GridArgs {
+    /// The runs directory: as given, or `runs/<profile>`, which Table 2 and Figure 2 share so
+    /// the unpruned models, their prunings and the runs both need are trained once.
+    pub fn runs_dir(&self, profile: ProfileName) -> PathBuf {
+        self.runs_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{profile:?}").to_lowercase()))
+    }
+}
+
 fn profile(args: &Args) -> Result<grid::Profile> {
     let mut p = grid::Profile::new(args.profile);
-    override_profile(
-        &mut p,
-        args.datasets.as_deref(),
-        args.data_dir.as_deref(),
-        args.seeds,
-        args.limits.as_deref(),
-    )?;
+    override_profile(&mut p, args.datasets.as_deref(), &args.grid)?;
     Ok(p)
 }
 
-/// Applies the command line's `--datasets`, `--data-dir`, `--seeds` and `--limits` to a
-/// profile (Table 2 and Figure 2 take the same flags).
+/// Applies the command line's datasets, `--data-dir`, `--seeds` and `--limits` to a profile.
 pub fn override_profile(
     p: &mut grid::Profile,
     datasets: Option<&[String]>,
-    data_dir: Option<&Path>,
-    seeds: Option<u32>,
-    limits: Option<&[usize]>,
+    flags: &GridArgs,
 ) -> Result<()> {
     if let Some(names) = datasets {
         p.datasets = names
@@ -96,20 +106,20 @@ pub fn override_profile(
             bail!("--datasets names no dataset");
         }
     }
-    if let Some(dir) = data_dir {
+    if let Some(dir) = &flags.data_dir {
         if p.datasets.len() > 1 {
             bail!("--data-dir names one folder: give one dataset with --datasets");
         }
-        p.data_dir = Some(dir.to_path_buf());
+        p.data_dir = Some(dir.clone());
     }
-    if let Some(n) = seeds {
+    if let Some(n) = flags.seeds {
         if n == 0 {
             bail!("--seeds must be at least 1");
         }
         p.seeds = n;
     }
-    if let Some(l) = limits {
-        let [train, eval] = l else {
+    if let Some(l) = &flags.limits {
+        let [train, eval] = l.as_slice() else {
             bail!("--limits takes TRAIN,EVAL (two image counts), got {l:?}");
         };
         p.limit_train = Some(*train);
@@ -119,15 +129,7 @@ pub fn override_profile(
 }
 
 fn runs_dir(args: &Args) -> PathBuf {
-    args.runs_dir
-        .clone()
-        .unwrap_or_else(|| default_runs_dir(args.profile))
-}
-
-/// `runs/<profile>`: Table 2 and Figure 2 share it, so the unpruned models, their prunings
-/// and the runs both need are trained once.
-pub fn default_runs_dir(profile: ProfileName) -> PathBuf {
-    PathBuf::from("runs").join(format!("{profile:?}").to_lowercase())
+    args.grid.runs_dir(args.profile)
 }
 
 /// Expands, then prints, emits or runs the grid and writes the report.
@@ -136,7 +138,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
     let variants = Variant::parse_list(&args.archs)?;
     let runs = runs_dir(args);
     let grid = grid::expand(&profile, &variants, &runs)?;
-    if args.dry_run {
+    if args.grid.dry_run {
         print!("{}", plan_text(&grid, &profile));
         println!("not run: imagenet resnet34 A and B (no ImageNet here)");
         return Ok(None);
@@ -149,10 +151,10 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
         return Ok(None);
     }
     let started = Instant::now();
-    let summary = exec::execute(&grid, args.jobs);
+    let summary = exec::execute(&grid, args.grid.jobs);
     let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
     let rows = report::collect(&grid, &paper)?;
-    report::write(&args.results_dir, &rows, args.profile, profile.seeds)?;
+    report::write(&args.grid.results_dir, &rows, args.profile, profile.seeds)?;
     eprintln!(
         "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
         summary.trained,
@@ -160,7 +162,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
         summary.skipped,
         summary.failed.len(),
         started.elapsed().as_secs_f64(),
-        args.results_dir.join("table2.md").display()
+        args.grid.results_dir.join("table2.md").display()
     );
     if !summary.failed.is_empty() {
         bail!(

@@ -9,15 +9,17 @@ fn args(tmp: &Path) -> Args {
     Args {
         profile: ProfileName::Smoke,
         datasets: None,
-        data_dir: Some(tmp.join("data")),
         archs: "resnet56-B".into(),
-        seeds: Some(1),
-        jobs: 2,
-        runs_dir: Some(tmp.join("runs")),
-        results_dir: tmp.join("results"),
-        dry_run: false,
         emit: None,
-        limits: Some(vec![8, 4]),
+        grid: GridArgs {
+            data_dir: Some(tmp.join("data")),
+            seeds: Some(1),
+            jobs: 2,
+            runs_dir: Some(tmp.join("runs")),
+            results_dir: tmp.join("results"),
+            dry_run: false,
+            limits: Some(vec![8, 4]),
+        },
     }
 }
 
@@ -48,7 +50,7 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
     assert_eq!(first.trained, 4, "{first:?}");
     assert_eq!(first.pruned, 1);
     assert!(first.failed.is_empty());
-    let csv = std::fs::read_to_string(a.results_dir.join("table2.csv")).unwrap();
+    let csv = std::fs::read_to_string(a.grid.results_dir.join("table2.csv")).unwrap();
     let row = csv
         .lines()
         .find(|l| l.contains(",resnet56,B,"))
@@ -65,19 +67,19 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
         }
     }
     assert_eq!(fields.last().unwrap().split('>').count(), 4, "{row}");
-    let md = std::fs::read_to_string(a.results_dir.join("table2.md")).unwrap();
+    let md = std::fs::read_to_string(a.grid.results_dir.join("table2.md")).unwrap();
     assert!(md.contains("smoke: pipeline check, not a result"));
     assert!(md.contains("| imagenet | resnet34 | A | not run |"));
 
-    let before = result_mtimes(a.runs_dir.as_deref().unwrap());
+    let before = result_mtimes(a.grid.runs_dir.as_deref().unwrap());
     assert_eq!(before.len(), 4);
     let again = run(&a).unwrap().unwrap();
     assert_eq!(again.trained, 0);
     assert_eq!(again.pruned, 0);
     assert_eq!(again.skipped, 5);
-    assert_eq!(result_mtimes(a.runs_dir.as_deref().unwrap()), before);
+    assert_eq!(result_mtimes(a.grid.runs_dir.as_deref().unwrap()), before);
     assert_eq!(
-        std::fs::read_to_string(a.results_dir.join("table2.md")).unwrap(),
+        std::fs::read_to_string(a.grid.results_dir.join("table2.md")).unwrap(),
         md,
         "the same table"
     );
