@@ -151,7 +151,7 @@ pub fn model_card(dir: &Path) -> Result<String> {
             let version = plan
                 .version
                 .as_deref()
-                .map_or_else(|| "none (single version)".to_string(), str::to_string);
+                .map_or_else(|| "none".to_string(), str::to_string);
             let _ = writeln!(
                 s,
                 "- method: `{}`; version: {version}",
@@ -228,8 +228,8 @@ pub fn model_card(dir: &Path) -> Result<String> {
         Some((spec, r)) => {
             let _ = writeln!(
                 s,
-                "- test accuracy {} on {} (model of the best validation epoch, {}); one run, so no \
-                 mean +- std over seeds is known",
+                "- test accuracy {} on {} (the model of epoch {}, 0-based, the best on validation); \
+                 one run, so no mean +- std over seeds is known",
                 pct(r.test_acc),
                 spec.dataset,
                 r.best_epoch

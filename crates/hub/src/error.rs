@@ -103,12 +103,12 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
-    /// A model error (config, tensors).
+    /// A model error (config, tensors). Boxed, as the next: they are large and rare.
     #[error(transparent)]
-    Model(#[from] models::Error),
+    Model(Box<models::Error>),
     /// A run-directory error (origin.json, spec.json, result.json).
     #[error(transparent)]
-    Train(#[from] train::Error),
+    Train(Box<train::Error>),
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -117,6 +117,18 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+}
+
+impl From<models::Error> for Error {
+    fn from(e: models::Error) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
+
+impl From<train::Error> for Error {
+    fn from(e: train::Error) -> Self {
+        Self::Train(Box::new(e))
+    }
 }
 
 /// The crate's result type.
