@@ -176,14 +176,21 @@ impl Hub {
         let expected_size = if self.offline {
             None
         } else {
-            let meta = handle
+            match handle
                 .get_file_metadata()
                 .filepath(file)
                 .revision(rev)
                 .send()
-                .map_err(self.map(repo, file))?;
-            // hf-hub reports 0 when the hub sent no size.
-            (meta.file_size > 0).then_some(meta.file_size)
+            {
+                // hf-hub reports 0 when the hub sent no size.
+                Ok(meta) => (meta.file_size > 0).then_some(meta.file_size),
+                // The hub answers an LFS file's HEAD with a redirect to its storage, and this
+                // call of hf-hub follows it to an answer without the hub's headers. The size is
+                // then unknown here; the ETag check below still covers it (sha256 of the whole
+                // content).
+                Err(hf_hub::HFError::MalformedResponse { .. }) => None,
+                Err(e) => return Err(self.map(repo, file)(e)),
+            }
         };
         let path = handle
             .download_file()

@@ -165,6 +165,17 @@ mod tests {
         stub.corrupt(CONFIG_FILE);
         let err = h.fetch_file(&repo, CONFIG_FILE).unwrap_err().to_string();
         assert!(err.contains("git blob sha1"), "{err}");
+        // A short body fails on its size before its hash is computed.
+        stub.add_file("t/short", CONFIG_FILE, b"{\"a\": 1}".to_vec());
+        stub.truncate(CONFIG_FILE);
+        let err = h
+            .fetch_file(&"t/short".parse().unwrap(), CONFIG_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("size (expected 8 bytes, got 7 bytes)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -242,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn the_stub_serves_ranges() {
+    fn the_stub_serves_ranges_and_redirects_lfs_files() {
         let stub = Stub::start().unwrap();
         stub.add_file("t/m", "x.bin", (0u8..100).collect());
         let h = hub(
@@ -260,5 +271,16 @@ mod tests {
             .send()
             .unwrap();
         assert_eq!(bytes.as_ref(), (10u8..20).collect::<Vec<_>>().as_slice());
+        // Through the LFS redirect too, as the hub sends weights.
+        stub.add_file("t/m", "w.safetensors", (0u8..100).rev().collect());
+        let bytes = h
+            .client_for_tests()
+            .model("t", "m")
+            .download_file_to_bytes()
+            .filename("w.safetensors")
+            .range(0..3)
+            .send()
+            .unwrap();
+        assert_eq!(bytes.as_ref(), [99, 98, 97]);
     }
 }

@@ -1,9 +1,10 @@
 //! A stand-in for the Hugging Face hub on 127.0.0.1, for tests (feature `stub`).
 //!
 //! It speaks the part of the protocol hf-hub 1.0 uses for model repos: `HEAD`/`GET
-//! /{owner}/{name}/resolve/{rev}/{file}` with `ETag` (sha256 of `.safetensors` files, as the hub
-//! gives LFS files; git's blob sha1 of the others), `X-Repo-Commit`, `Content-Length` and
-//! `Range`; `POST /api/repos/create`; `POST /api/models/{owner}/{name}/preupload/{rev}` (every
+//! /{owner}/{name}/resolve/{rev}/{file}` with `ETag`, `X-Repo-Commit`, `Content-Length` and
+//! `Range` for regular files (the ETag is git's blob sha1), and for LFS files (here: every
+//! `.safetensors`) a 302 to `/lfs/{sha256}` carrying `X-Linked-Etag` (the sha256),
+//! `X-Linked-Size` and `X-Repo-Commit`, as the hub redirects to its storage; `POST /api/repos/create`; `POST /api/models/{owner}/{name}/preupload/{rev}` (every
 //! file "regular"); `POST /api/models/{owner}/{name}/commit/{rev}` (x-ndjson, base64 files). One
 //! thread per connection, `Connection: close` on every answer.
 //!
@@ -52,6 +53,7 @@ struct State {
     /// Empty: no authentication at all.
     tokens: HashMap<String, Access>,
     corrupt: BTreeSet<String>,
+    truncate: BTreeSet<String>,
 }
 
 /// A running stub; stopped when dropped.
@@ -124,6 +126,12 @@ impl Stub {
     /// Serves `file` (in every repo) with one byte flipped from now on.
     pub fn corrupt(&self, file: &str) {
         lock(&self.state).corrupt.insert(file.to_string());
+    }
+
+    /// Serves `file` (in every repo) one byte short from now on, while `HEAD` still announces
+    /// the full size.
+    pub fn truncate(&self, file: &str) {
+        lock(&self.state).truncate.insert(file.to_string());
     }
 
     /// Adds (or replaces) a file, creating the repo if needed; a new commit.
@@ -268,6 +276,7 @@ fn serve(
     let resp = route(&req, addr, state);
     let reason = match resp.status {
         200 => "OK",
+        302 => "Found",
         206 => "Partial Content",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -341,14 +350,28 @@ fn route(req: &Request, addr: SocketAddr, state: &Mutex<State>) -> Response {
     let path = req.path.split('?').next().unwrap_or("");
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let post = req.method == "POST";
-    if let Some(denied) = authorize(req, &st, post) {
+    // Storage URLs are signed on the hub: no token is asked for there.
+    if segs.first() != Some(&"lfs")
+        && let Some(denied) = authorize(req, &st, post)
+    {
         return denied;
     }
     match (req.method.as_str(), segs.as_slice()) {
         ("HEAD" | "GET", [owner, name, "resolve", rev, file @ ..]) if !file.is_empty() => {
             let repo = format!("{owner}/{name}");
             let file: Vec<String> = file.iter().map(|f| percent_decode(f)).collect();
-            resolve(req, &st, &repo, &percent_decode(rev), &file.join("/"))
+            resolve(req, &st, addr, &repo, &percent_decode(rev), &file.join("/"))
+        }
+        ("HEAD" | "GET", ["lfs", sha]) => {
+            let found = st.repos.values().find_map(|r| {
+                r.files.iter().find(|(name, bytes)| {
+                    name.ends_with(".safetensors") && etag(name, bytes) == *sha
+                })
+            });
+            match found {
+                Some((name, bytes)) => serve_bytes(req, &st, name, bytes, Vec::new()),
+                None => Response::error(404, "NotFound", "no such object"),
+            }
         }
         ("POST", ["api", "repos", "create"]) => {
             let Ok(body) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
@@ -401,7 +424,14 @@ fn route(req: &Request, addr: SocketAddr, state: &Mutex<State>) -> Response {
     }
 }
 
-fn resolve(req: &Request, st: &State, repo: &str, rev: &str, file: &str) -> Response {
+fn resolve(
+    req: &Request,
+    st: &State,
+    addr: SocketAddr,
+    repo: &str,
+    rev: &str,
+    file: &str,
+) -> Response {
     let Some(r) = st.repos.get(repo) else {
         return Response::error(404, "RepoNotFound", "Repository not found");
     };
@@ -414,18 +444,46 @@ fn resolve(req: &Request, st: &State, repo: &str, rev: &str, file: &str) -> Resp
             .push(("X-Repo-Commit".into(), r.commit.clone()));
         return resp;
     };
-    let mut body = bytes.clone();
+    if file.ends_with(".safetensors") {
+        let sha = etag(file, bytes);
+        return Response {
+            status: 302,
+            headers: vec![
+                ("Location".into(), format!("http://{addr}/lfs/{sha}")),
+                ("X-Linked-Etag".into(), format!("\"{sha}\"")),
+                ("X-Linked-Size".into(), bytes.len().to_string()),
+                ("X-Repo-Commit".into(), r.commit.clone()),
+            ],
+            body: Vec::new(),
+        };
+    }
+    let commit = vec![("X-Repo-Commit".to_string(), r.commit.clone())];
+    serve_bytes(req, st, file, bytes, commit)
+}
+
+/// A file's bytes with its ETag, `Range` honoured, corrupted if asked.
+fn serve_bytes(
+    req: &Request,
+    st: &State,
+    file: &str,
+    bytes: &[u8],
+    extra: Vec<(String, String)>,
+) -> Response {
+    let mut body = bytes.to_vec();
     if st.corrupt.contains(file)
         && let Some(b) = body.get_mut(bytes.len() / 2)
     {
         *b ^= 0xff;
     }
+    if st.truncate.contains(file) {
+        body.pop();
+    }
     let len = body.len();
     let mut headers = vec![
         ("ETag".to_string(), format!("\"{}\"", etag(file, bytes))),
-        ("X-Repo-Commit".to_string(), r.commit.clone()),
         ("Accept-Ranges".to_string(), "bytes".to_string()),
     ];
+    headers.extend(extra);
     let range = req
         .headers
         .get("range")
@@ -453,7 +511,7 @@ fn resolve(req: &Request, st: &State, repo: &str, rev: &str, file: &str) -> Resp
     }
     if req.method == "HEAD" {
         // No body follows, but the size is announced as the hub does.
-        headers.push(("Content-Length".into(), len.to_string()));
+        headers.push(("Content-Length".into(), bytes.len().to_string()));
     }
     Response {
         status: 200,
