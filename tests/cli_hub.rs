@@ -272,6 +272,23 @@ fn push_pull_eval_offline_corruption_and_errors() {
     stub.stop();
     let offline = json(&ok(eval(None, "hf://tester/r20-mwp", true), "eval offline"));
     assert_eq!(offline["loss"], local["loss"]);
+    // HF_HUB_OFFLINE=1, the Python client's variable, does the same as --offline.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunebench"));
+    cmd.args([
+        "model",
+        "info",
+        "--config",
+        "hf://tester/r20-mwp",
+        "--format",
+        "json",
+    ])
+    .env("HF_ENDPOINT", &ep)
+    .env("HF_HOME", &home)
+    .env("HF_HUB_OFFLINE", "1")
+    .env_remove("HF_HUB_CACHE")
+    .env_remove("HF_TOKEN");
+    let o = ok(cmd.output().unwrap(), "HF_HUB_OFFLINE=1");
+    assert_eq!(json(&o)["arch"], "resnet20");
     let again = tmp.path().join("again");
     ok(
         run(
