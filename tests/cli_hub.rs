@@ -249,6 +249,20 @@ fn push_pull_eval_offline_corruption_and_errors() {
     assert!(err.contains("does not match the weights"), "{err}");
     assert!(stdout(&o).is_empty(), "nothing was evaluated");
 
+    // So is a local checkpoint whose config.json was swapped.
+    let swapped = tmp.path().join("swapped");
+    std::fs::create_dir(&swapped).unwrap();
+    std::fs::copy(
+        best.join("model.safetensors"),
+        swapped.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(swapped.join("config.json"), other.to_json()).unwrap();
+    let o = eval(None, s(&swapped), false);
+    let err = failure(&o);
+    assert!(err.contains("does not match the weights"), "{err}");
+    assert!(stdout(&o).is_empty(), "nothing was evaluated");
+
     // A corrupted body is refused (fresh cache, so nothing is served from it).
     stub.add_file(
         "tester/corrupt",

@@ -43,10 +43,24 @@ pub fn hub_client() -> Result<Hub> {
 
 /// A checkpoint argument made local: `hf://owner/name[@rev]` is fetched into the hf cache (and
 /// checked) and its cached directory returned with a label that pins the commit
-/// (`hf://owner/name@<commit>`, for provenance files); a local path is returned as given, twice.
+/// (`hf://owner/name@<commit>`, for provenance files); a local path is returned as given, twice,
+/// after the same config-against-weights check when it holds a checkpoint.
 pub fn checkpoint(arg: &Path) -> Result<(PathBuf, PathBuf)> {
     match CheckpointSource::from_path(arg)? {
-        CheckpointSource::Local(p) => Ok((p.clone(), p)),
+        CheckpointSource::Local(p) => {
+            // The loader prefers the config in the weights' metadata and would silently ignore
+            // a config.json that disagrees: refuse it before any use, as for the hub.
+            let dir = ::train::run::resolve_model_dir(&p)?;
+            let (config, weights) = (
+                dir.join(models::checkpoint::CONFIG_FILE),
+                dir.join(models::checkpoint::WEIGHTS_FILE),
+            );
+            if config.is_file() && weights.is_file() {
+                ::hub::check_checkpoint(&dir)
+                    .with_context(|| format!("checkpoint {}", p.display()))?;
+            }
+            Ok((p.clone(), p))
+        }
         CheckpointSource::Hub(repo) => {
             let dir = hub_client()?
                 .fetch_checkpoint(&repo)
