@@ -15,6 +15,9 @@ struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Hub checkpoints (hf://owner/name[@rev]) from the local cache only: no request is sent.
+    #[arg(long, global = true)]
+    offline: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +41,9 @@ enum Command {
     Retrain(Box<cmd::retrain::Args>),
     /// Iterative pruning: prune a little, retrain, repeat to a target sparsity.
     Iterate(Box<cmd::iterate::Args>),
+    /// Pull checkpoints from and push them to the Hugging Face hub.
+    #[command(subcommand)]
+    Hub(cmd::hub::Command),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    cmd::set_offline(cli.offline);
     let result = match cli.command {
         Command::Schedule(args) => cmd::schedule::run(args),
         Command::Data(cmd) => cmd::data::run(cmd),
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => cmd::prune::run(*args),
         Command::Retrain(args) => cmd::retrain::run(*args),
         Command::Iterate(args) => cmd::iterate::run(*args),
+        Command::Hub(cmd) => cmd::hub::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,9 @@ use crate::output::{print_json, print_line};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model directory (model.safetensors + config.json) or a run directory (its best-val model).
-    #[arg(long, value_name = "DIR")]
+    /// A model directory (model.safetensors + config.json), a run directory (its best-val model)
+    /// or a hub repo, hf://owner/name[@revision].
+    #[arg(long, value_name = "DIR|hf://REPO")]
     checkpoint: PathBuf,
     /// cifar10, cifar100 or fashion-mnist.
     #[arg(long)]
@@ -44,7 +45,8 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     let dataset: DatasetKind = args.dataset.parse()?;
-    let (model, dir) = train::engine::load_model(&args.checkpoint, &candle_core::Device::Cpu)
+    let (local, _) = crate::cmd::checkpoint(&args.checkpoint)?;
+    let (model, dir) = train::engine::load_model(&local, &candle_core::Device::Cpu)
         .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
     let config = model.config();
     if config.in_channels() != dataset.shape().channels

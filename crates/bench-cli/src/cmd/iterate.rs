@@ -82,9 +82,10 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let start = crate::cmd::checkpoint(&args.checkpoint)?.0;
     let mut source = rounds
         .last()
-        .map_or_else(|| args.checkpoint.clone(), |r| r.run.clone());
+        .map_or_else(|| start.clone(), |r| r.run.clone());
     for k in rounds.len() as u32 + 1..=args.rounds {
         let target = 1.0 - (1.0 - args.target).powf(f64::from(k) / f64::from(args.rounds));
         let dir = args.out.join(format!("round-{k}"));

@@ -36,8 +36,9 @@ struct InfoArgs {
     /// Input image channels (3 for CIFAR, 1 for Fashion-MNIST).
     #[arg(long, value_name = "N", default_value_t = 3)]
     in_channels: usize,
-    /// A model config JSON file (e.g. a checkpoint's config.json) instead of ARCH.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["classes", "in_channels"])]
+    /// A model config JSON file (e.g. a checkpoint's config.json), or a checkpoint
+    /// (hf://owner/name[@revision], checked against its weights), instead of ARCH.
+    #[arg(long, value_name = "FILE|hf://REPO", conflicts_with_all = ["classes", "in_channels"])]
     config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -71,6 +72,14 @@ pub fn run(args: Args) -> Result<()> {
 fn info(args: InfoArgs) -> Result<()> {
     let config = match (&args.config, &args.arch) {
         (Some(path), _) => {
+            let (local, _) = crate::cmd::checkpoint(path)?;
+            // A checkpoint directory stands for its config.json.
+            let path = if local.is_dir() {
+                local.join(models::checkpoint::CONFIG_FILE)
+            } else {
+                local
+            };
+            let path = &path;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             ModelConfig::from_json(&text).with_context(|| format!("{}", path.display()))?

@@ -25,10 +25,10 @@ use crate::output::{print_json, print_line};
     PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version)."
 )]
 pub struct Args {
-    /// A checkpoint directory (or .safetensors file) to prune.
+    /// A checkpoint directory (or .safetensors file) to prune, or hf://owner/name[@revision].
     #[arg(
         long,
-        value_name = "DIR",
+        value_name = "DIR|hf://REPO",
         required_unless_present = "arch",
         conflicts_with = "arch"
     )]
@@ -135,8 +135,14 @@ pub fn run(args: Args) -> Result<()> {
         .map(str::parse::<PfecVersion>)
         .transpose()?;
     let device = Device::Cpu;
-    let model = match (&args.checkpoint, &args.arch) {
-        (Some(path), _) => {
+    // A hub checkpoint is fetched first; origin.json then names it with its commit.
+    let resolved = args
+        .checkpoint
+        .as_deref()
+        .map(crate::cmd::checkpoint)
+        .transpose()?;
+    let model = match (&resolved, &args.arch) {
+        (Some((path, _)), _) => {
             if !path.exists() {
                 bail!("checkpoint {} does not exist", path.display());
             }
@@ -172,10 +178,13 @@ pub fn run(args: Args) -> Result<()> {
         out: &args.out,
         // Where the weights came from, with the run's spec: retraining reads the dataset and
         // the original schedule (for LRW and FT) from it.
-        source: args.checkpoint.as_deref(),
+        source: resolved.as_ref().map(|(_, label)| label.as_path()),
         plan_only: args.plan_only,
     };
     let outcome = prune_model(&model, &request)?;
+    if !args.plan_only {
+        crate::cmd::record_command(&args.out)?;
+    }
     let structured = outcome.structured;
     let (config, config_after) = (&outcome.config_before, &outcome.config_after);
     let report = Report {

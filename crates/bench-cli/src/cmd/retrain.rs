@@ -16,8 +16,9 @@ use crate::cmd::train::execute;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The pruned checkpoint (from `prunebench prune`), or any model or run directory.
-    #[arg(long, value_name = "DIR")]
+    /// The pruned checkpoint (from `prunebench prune`), any model or run directory, or
+    /// hf://owner/name[@revision].
+    #[arg(long, value_name = "DIR|hf://REPO")]
     checkpoint: PathBuf,
     #[command(flatten)]
     settings: Settings,
@@ -59,7 +60,8 @@ pub struct Settings {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let spec = retrain_spec(&args.checkpoint, &args.settings)?;
+    let (local, _) = crate::cmd::checkpoint(&args.checkpoint)?;
+    let spec = retrain_spec(&local, &args.settings)?;
     execute(&spec, args.out, args.resume, args.format)
 }
 

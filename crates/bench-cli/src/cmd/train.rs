@@ -50,8 +50,9 @@ pub struct Args {
     /// Seed of the initial weights.
     #[arg(long)]
     init_seed: Option<u64>,
-    /// Start from this checkpoint (a model directory or a run directory) instead of a fresh model.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["arch", "config"])]
+    /// Start from this checkpoint (a model directory, a run directory or hf://owner/name[@rev])
+    /// instead of a fresh model.
+    #[arg(long, value_name = "DIR|hf://REPO", conflicts_with_all = ["arch", "config"])]
     from: Option<PathBuf>,
     /// Train on only the first N images of the training split.
     #[arg(long, value_name = "N")]
@@ -100,10 +101,11 @@ pub fn run(args: Args) -> Result<()> {
     let shape = dataset.shape();
     let (model, init) = match (&args.arch, &args.config, &args.from) {
         (_, _, Some(from)) => {
-            let (m, dir) = train::engine::load_model(from, &candle_core::Device::Cpu)
+            let (from, _) = crate::cmd::checkpoint(from)?;
+            let (m, dir) = train::engine::load_model(&from, &candle_core::Device::Cpu)
                 .with_context(|| format!("checkpoint {}", from.display()))?;
             tracing::info!(dir = %dir.display(), "starting from checkpoint");
-            (m.config().clone(), Init::Checkpoint { path: from.clone() })
+            (m.config().clone(), Init::Checkpoint { path: from })
         }
         (Some(arch), _, None) => (
             ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)?,
@@ -183,6 +185,7 @@ pub fn execute(
     let result = train(spec, &out, &opts, &mut progress);
     progress.finish();
     let result = result.with_context(|| format!("run {}", out.display()))?;
+    crate::cmd::record_command(&out)?;
     report(&result, &out, format)
 }
 
