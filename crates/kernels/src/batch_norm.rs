@@ -47,24 +47,45 @@ fn split_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
 
 const LANES: usize = 8;
 
-/// `(sum f(i), sum f(i) * x_i)`-style sums over a slice pair, in f64 lanes for speed and a fixed
-/// order; `f` gives each term as `(a, b)` and the result is `(sum a, sum b)`.
+/// Sums of `term(x_i) = (a_i, b_i)` as `(sum a, sum b)`, in f64 lanes for speed and a fixed order.
 #[inline]
-fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(usize, T) -> (f64, f64)) -> (f64, f64) {
+fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(T) -> (f64, f64)) -> (f64, f64) {
     let mut a = [0f64; LANES];
     let mut b = [0f64; LANES];
     let full = x.len() / LANES * LANES;
-    for (j, chunk) in x[..full].chunks_exact(LANES).enumerate() {
+    for chunk in x[..full].chunks_exact(LANES) {
         for l in 0..LANES {
-            let (ta, tb) = term(j * LANES + l, chunk[l]);
+            let (ta, tb) = term(chunk[l]);
             a[l] += ta;
             b[l] += tb;
         }
     }
-    for (i, &v) in x.iter().enumerate().skip(full) {
-        let (ta, tb) = term(i, v);
+    for &v in &x[full..] {
+        let (ta, tb) = term(v);
         a[0] += ta;
         b[0] += tb;
+    }
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// `(sum g, sum g * x)` in f64 lanes, a fixed order.
+fn lane_sums2<T: Float>(g: &[T], x: &[T]) -> (f64, f64) {
+    let mut a = [0f64; LANES];
+    let mut b = [0f64; LANES];
+    let full = g.len() / LANES * LANES;
+    for (gc, xc) in g[..full]
+        .chunks_exact(LANES)
+        .zip(x[..full].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let gv = gc[l].to_f64();
+            a[l] += gv;
+            b[l] += gv * xc[l].to_f64();
+        }
+    }
+    for (gv, xv) in g[full..].iter().zip(&x[full..]) {
+        a[0] += gv.to_f64();
+        b[0] += gv.to_f64() * xv.to_f64();
     }
     (a.iter().sum(), b.iter().sum())
 }
@@ -147,7 +168,7 @@ impl BnOp {
                         let (mut s, mut ss) = (0.0, 0.0);
                         for img in 0..b {
                             let plane = &x[(img * c + ch) * hw..][..hw];
-                            let (a, q) = lane_sums(plane, |_, v| {
+                            let (a, q) = lane_sums(plane, |v| {
                                 let v = v.to_f64();
                                 (v, v * v)
                             });
@@ -188,11 +209,7 @@ impl BnOp {
                     let (a, b) = (st[p % c], sh[p % c]);
                     for (y, &x) in y.iter_mut().zip(x) {
                         let v = x * a + b;
-                        *y = if relu && v <= T::zero() {
-                            T::zero()
-                        } else {
-                            v
-                        };
+                        *y = if relu && v <= T::zero() { T::zero() } else { v };
                     }
                 });
         }
@@ -289,65 +306,59 @@ impl BnBackward {
             .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
             .unzip();
         let relu = self.relu;
-        // The gradient reaching the normalised value: dy where the fused ReLU let it through.
-        let masked = |i: usize, x: T, ch: usize, dy: &[T]| -> T {
-            if relu && x * st[ch] + sh[ch] <= T::zero() {
-                T::zero()
-            } else {
-                dy[i]
+        let n = s.count as f64;
+        let mut out = vec![T::zero(); x.len() + 2 * c];
+        let (dx, tail) = out.split_at_mut(x.len());
+        // Each channel's planes (one per image), mutable, grouped so one task owns a channel:
+        // its sums and its dx are computed together, in a fixed order, while the data is in cache.
+        let mut groups: Vec<Vec<(usize, &mut [T])>> =
+            (0..c).map(|_| Vec::with_capacity(b)).collect();
+        if hw > 0 {
+            for (p, plane) in dx.chunks_exact_mut(hw).enumerate() {
+                groups[p % c].push((p * hw, plane));
             }
-        };
-        // Per channel: sum of g and of g * x.
-        let sums: Vec<(f64, f64)> = (0..c)
+        }
+        let per_channel: Vec<(f64, f64)> = groups
             .into_par_iter()
-            .map(|ch| {
+            .enumerate()
+            .map(|(ch, mut planes)| {
+                let (sc, sf) = (st[ch], sh[ch]);
+                // Pass 1: g = dy masked by the fused ReLU, kept in dx; sums of g and g * x.
                 let (mut sg, mut sgx) = (0.0, 0.0);
-                for img in 0..b {
-                    let off = (img * c + ch) * hw;
-                    let (xs, dys) = (&x[off..off + hw], &dy[off..off + hw]);
-                    let (a, q) = lane_sums(xs, |i, xv| {
-                        let g = masked(i, xv, ch, dys).to_f64();
-                        (g, g * xv.to_f64())
-                    });
+                for (off, g) in planes.iter_mut() {
+                    let (xs, dys) = (&x[*off..*off + hw], &dy[*off..*off + hw]);
+                    for ((g, &xv), &d) in g.iter_mut().zip(xs).zip(dys) {
+                        *g = if relu && xv * sc + sf <= T::zero() {
+                            T::zero()
+                        } else {
+                            d
+                        };
+                    }
+                    let (a, q) = lane_sums2(g, xs);
                     sg += a;
                     sgx += q;
                 }
-                (sg, sgx)
+                // dx = k * g + a * x + d (the batch-statistics terms vanish in evaluation).
+                let (mean, invstd) = (s.mean[ch], s.invstd[ch]);
+                let sg_xhat = invstd * (sgx - mean * sg);
+                let k = s.gamma[ch] * invstd;
+                let (a, d) = if self.train {
+                    let a = -k * invstd * sg_xhat / n;
+                    (a, -k * sg / n - a * mean)
+                } else {
+                    (0.0, 0.0)
+                };
+                let (k, a, d) = (T::from_f64(k), T::from_f64(a), T::from_f64(d));
+                for (off, g) in planes.iter_mut() {
+                    for (g, &xv) in g.iter_mut().zip(&x[*off..*off + hw]) {
+                        *g = k * *g + a * xv + d;
+                    }
+                }
+                (sg_xhat, sg)
             })
             .collect();
-        let n = s.count as f64;
-        let mut dgamma = Vec::with_capacity(c);
-        let mut dbeta = Vec::with_capacity(c);
-        // dx = k * g + a * x + d per channel (the batch-statistics terms vanish in evaluation).
-        let mut coef = Vec::with_capacity(c);
-        for (ch, &(sg, sgx)) in sums.iter().enumerate() {
-            let (mean, invstd) = (s.mean[ch], s.invstd[ch]);
-            let sg_xhat = invstd * (sgx - mean * sg);
-            dgamma.push(T::from_f64(sg_xhat));
-            dbeta.push(T::from_f64(sg));
-            let k = s.gamma[ch] * invstd;
-            let (a, d) = if self.train {
-                let a = -k * invstd * sg_xhat / n;
-                (a, -k * sg / n - a * mean)
-            } else {
-                (0.0, 0.0)
-            };
-            coef.push((T::from_f64(k), T::from_f64(a), T::from_f64(d)));
-        }
-        let mut out = vec![T::zero(); x.len() + 2 * c];
-        let (dx, tail) = out.split_at_mut(x.len());
-        if hw > 0 {
-            dx.par_chunks_mut(hw)
-                .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
-                .enumerate()
-                .for_each(|(p, (dx, (xs, dys)))| {
-                    let ch = p % c;
-                    let (k, a, d) = coef[ch];
-                    for (i, (dx, &xv)) in dx.iter_mut().zip(xs).enumerate() {
-                        *dx = k * masked(i, xv, ch, dys) + a * xv + d;
-                    }
-                });
-        }
+        let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
+        let dbeta: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.1)).collect();
         tail[..c].copy_from_slice(&dgamma);
         tail[c..].copy_from_slice(&dbeta);
         Ok((into_storage(out), Shape::from(x.len() + 2 * c)))

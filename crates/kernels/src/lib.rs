@@ -1,7 +1,8 @@
 //! Fast CPU kernels for prunebench's CIFAR networks, as candle custom ops (`CustomOp2/3` with
 //! a backward pass, so they train): 2-D convolution as im2col + GEMM (the `gemm` crate candle
 //! uses), its input gradient (GEMM + col2im) and weight gradient, and BatchNorm with batch or
-//! running statistics, optionally fused with the ReLU that follows it.
+//! running statistics, optionally fused with the ReLU that follows it, and `relu(a + b)` (the end
+//! of a residual block) in one pass.
 //!
 //! The kernels work on contiguous f32/f64 CPU tensors in candle's NCHW layout and run in
 //! parallel over images (rayon); every reduction has a fixed order, so results do not depend on
@@ -34,9 +35,11 @@
 mod backend;
 mod batch_norm;
 mod conv;
+mod elementwise;
 mod matmul;
 mod storage;
 
 pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend};
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
+pub use elementwise::add_relu;

@@ -385,3 +385,32 @@ fn conv_agrees_with_candle_nn_conv2d_module() {
     let d = max_rel_diff(&conv2d(&x, &w, 2, 1).unwrap(), &conv.forward(&x).unwrap());
     assert!(d < 2e-5, "{d}");
 }
+
+#[test]
+fn add_relu_matches_candle_values_and_gradients() {
+    for (i, shape) in [&[3usize, 5, 7, 7][..], &[1, 1, 2, 3], &[2, 40000]]
+        .iter()
+        .enumerate()
+    {
+        let a = Var::from_tensor(&randn(shape, DType::F32, i as u64)).unwrap();
+        let b = Var::from_tensor(&randn(shape, DType::F32, 10 + i as u64)).unwrap();
+        let r = randn(shape, DType::F32, 20 + i as u64);
+        let ours = kernels::add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert_eq!(max_rel_diff(&ours, &theirs), 0.0);
+        let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (&theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&a, &b] {
+            let d = max_rel_diff(
+                go.get(v.as_tensor()).unwrap(),
+                gt.get(v.as_tensor()).unwrap(),
+            );
+            assert_eq!(d, 0.0, "shape {shape:?}");
+        }
+    }
+}
