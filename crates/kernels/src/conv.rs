@@ -115,6 +115,10 @@ fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
         let (ky, kx) = (kk / g.kw, kk % g.kw);
         let (lo, hi) = g.valid_cols(kx);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        if g.stride == 1 && g.wo == g.w {
+            same_width_row(g, plane, dst, ky, kx, (lo, hi));
+            continue;
+        }
         for (oy, out) in dst.chunks_exact_mut(g.wo).enumerate() {
             let Some(iy) = g.input_row(oy, ky) else {
                 out.fill(zero);
@@ -137,6 +141,46 @@ fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
                     *o = *i;
                 }
             }
+        }
+    }
+}
+
+/// One im2col row of a stride-1 "same" conv (output as wide as the input): the whole row is
+/// the plane shifted by `(ky - pad) * w + kx - pad`, so one copy, then zeros where the shift
+/// wrapped across a line or left the image.
+fn same_width_row<T: Float>(
+    g: &Geometry,
+    plane: &[T],
+    dst: &mut [T],
+    ky: usize,
+    kx: usize,
+    (lo, hi): (usize, usize),
+) {
+    let zero = T::zero();
+    let wo = g.wo;
+    let oy0 = g.pad.saturating_sub(ky).min(g.ho);
+    let oy1 = (g.h + g.pad).saturating_sub(ky).clamp(oy0, g.ho);
+    dst[..oy0 * wo].fill(zero);
+    dst[oy1 * wo..].fill(zero);
+    if oy0 == oy1 {
+        return;
+    }
+    let (d0, len) = (oy0 * wo, (oy1 - oy0) * wo);
+    // Source index of dst[d0]: line oy0 + ky - pad, column kx - pad (may be -1 or past the end).
+    let s0 = ((oy0 + ky - g.pad) * g.w + kx) as isize - g.pad as isize;
+    let skip = (-s0).max(0) as usize;
+    let end = (plane.len() as isize - s0).clamp(skip as isize, len as isize) as usize;
+    let run = &mut dst[d0..d0 + len];
+    run[..skip].fill(zero);
+    run[end..].fill(zero);
+    if skip < end {
+        let src = (s0 + skip as isize) as usize;
+        run[skip..end].copy_from_slice(&plane[src..src + (end - skip)]);
+    }
+    if lo > 0 || hi < wo {
+        for line in run.chunks_exact_mut(wo) {
+            line[..lo].fill(zero);
+            line[hi..].fill(zero);
         }
     }
 }
