@@ -24,8 +24,8 @@ pub struct Args {
     /// Timed iterations per measurement (after the warm-up ones).
     #[arg(long, default_value_t = 3)]
     iters: usize,
-    /// Untimed warm-up iterations per measurement.
-    #[arg(long, default_value_t = 1)]
+    /// Untimed warm-up iterations per measurement (PyTorch's oneDNN needs a couple).
+    #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
