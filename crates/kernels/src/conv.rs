@@ -224,21 +224,19 @@ fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
     if out.is_empty() {
         return Ok(out);
     }
-    let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
     let weight = Mat::rows(w, g.cout, g.k());
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
-        .try_for_each_init(
-            || vec![T::zero(); cols_len],
-            |cols, (out, x)| {
-                if g.pointwise() {
-                    gemm(out, weight, Mat::rows(x, g.k(), g.n()), false)
-                } else {
+        .try_for_each(|(out, x)| {
+            if g.pointwise() {
+                gemm(out, weight, Mat::rows(x, g.k(), g.n()), false)
+            } else {
+                T::with_scratch(g.k() * g.n(), |cols| {
                     im2col(g, x, cols);
                     gemm(out, weight, Mat::rows(cols, g.k(), g.n()), false)
-                }
-            },
-        )?;
+                })
+            }
+        })?;
     Ok(out)
 }
 
@@ -283,23 +281,21 @@ fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
     if dx.is_empty() {
         return Ok(dx);
     }
-    let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
     let weight_t = Mat::rows(w, g.cout, g.k()).t();
     dx.par_chunks_mut(g.image_len())
         .zip(dy.par_chunks(g.out_image_len()))
-        .try_for_each_init(
-            || vec![T::zero(); cols_len],
-            |cols, (dx, dy)| {
-                let dy = Mat::rows(dy, g.cout, g.n());
-                if g.pointwise() {
-                    gemm(dx, weight_t, dy, false)
-                } else {
+        .try_for_each(|(dx, dy)| {
+            let dy = Mat::rows(dy, g.cout, g.n());
+            if g.pointwise() {
+                gemm(dx, weight_t, dy, false)
+            } else {
+                T::with_scratch(g.k() * g.n(), |cols| {
                     gemm(cols, weight_t, dy, false)?;
                     col2im(g, cols, dx);
                     Ok(())
-                }
-            },
-        )?;
+                })
+            }
+        })?;
     Ok(dx)
 }
 
@@ -321,20 +317,22 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
         .zip(dy.par_chunks(per * g.out_image_len()))
         .map(|(xs, dys)| -> Result<Vec<T>> {
             let mut acc = vec![T::zero(); len];
-            let mut cols = vec![T::zero(); cols_len];
-            for (i, (x, dy)) in xs
-                .chunks_exact(g.image_len())
-                .zip(dys.chunks_exact(g.out_image_len()))
-                .enumerate()
-            {
-                let cols_t = if g.pointwise() {
-                    Mat::rows(x, g.k(), g.n()).t()
-                } else {
-                    im2col(g, x, &mut cols);
-                    Mat::rows(&cols, g.k(), g.n()).t()
-                };
-                gemm(&mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
-            }
+            T::with_scratch(cols_len, |cols| {
+                for (i, (x, dy)) in xs
+                    .chunks_exact(g.image_len())
+                    .zip(dys.chunks_exact(g.out_image_len()))
+                    .enumerate()
+                {
+                    let cols_t = if g.pointwise() {
+                        Mat::rows(x, g.k(), g.n()).t()
+                    } else {
+                        im2col(g, x, cols);
+                        Mat::rows(cols, g.k(), g.n()).t()
+                    };
+                    gemm(&mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
+                }
+                Ok::<(), candle_core::Error>(())
+            })?;
             Ok(acc)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -1,11 +1,50 @@
 //! A bounds-checked, safe front for the `gemm` crate (the GEMM candle-core itself uses).
 
+use std::cell::RefCell;
+
 use candle_core::{Result, WithDType, bail};
 
 /// The element types our kernels support: `gemm` has microkernels for both.
-pub(crate) trait Float: WithDType + Send + Sync {}
-impl Float for f32 {}
-impl Float for f64 {}
+pub(crate) trait Float: WithDType + Send + Sync {
+    /// Runs `f` on this thread's scratch buffer of `len` elements, whose contents are whatever
+    /// the last user left: callers overwrite all of it. Reusing it saves an allocation, its
+    /// zeroing and its page faults on every im2col.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+thread_local! {
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+fn scratch<T: Float, R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, T::zero());
+            }
+            f(&mut buf[..len])
+        }
+        // Already in use further up this thread's stack: a fresh buffer.
+        Err(_) => f(&mut vec![T::zero(); len]),
+    })
+}
+
+impl Float for f32 {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        scratch(&SCRATCH_F32, len, f)
+    }
+}
+
+impl Float for f64 {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        scratch(&SCRATCH_F64, len, f)
+    }
+}
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
