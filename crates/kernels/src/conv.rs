@@ -454,9 +454,19 @@ impl CustomOp2 for ConvOp {
             kind: Kind::WeightGrad { kh, kw },
             ..*self
         };
-        let dx = dy.apply_op2_no_bwd(&weight.contiguous()?, &input)?;
-        let dw = x.contiguous()?.apply_op2_no_bwd(&dy, &filter)?;
-        Ok((Some(dx), Some(dw)))
+        // An input that is neither a variable nor computed from one (the images fed to the
+        // first conv) would receive a gradient nobody reads: skip that whole computation.
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(&weight.contiguous()?, &input)?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            Some(x.contiguous()?.apply_op2_no_bwd(&dy, &filter)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
     }
 }
 

@@ -414,3 +414,33 @@ fn add_relu_matches_candle_values_and_gradients() {
         }
     }
 }
+
+#[test]
+fn gradients_reach_only_what_tracks_them() {
+    // A plain input (the images) gets no gradient; the weight still does, and the same as when
+    // the input is a variable.
+    let x = randn(&[2, 3, 8, 8], DType::F32, 1);
+    let w = Var::from_tensor(&randn(&[4, 3, 3, 3], DType::F32, 2)).unwrap();
+    let g = conv2d(&x, w.as_tensor(), 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(g.get(&x).is_none());
+    let xv = Var::from_tensor(&x).unwrap();
+    let gv = conv2d(xv.as_tensor(), w.as_tensor(), 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(gv.get(xv.as_tensor()).is_some());
+    assert_eq!(
+        max_rel_diff(
+            g.get(w.as_tensor()).unwrap(),
+            gv.get(w.as_tensor()).unwrap()
+        ),
+        0.0
+    );
+}
