@@ -2,10 +2,12 @@
 //!
 //! Tasks: `reproduce fig1` draws the paper's Figure 1 (the four retraining schedules on CIFAR,
 //! 72 epochs) to `results/fig1.svg`; `reproduce fig2` runs Figure 2's grid (accuracy against
-//! the retraining budget) and draws it to `results/fig2.svg` and `.png`; `reproduce table2` runs Table 2's grid and writes
-//! `results/table2.md` and `.csv`; `run-task` (hidden) runs one task of an emitted grid;
-//! `make-sample` writes the bundled Fashion-MNIST sample.
+//! the retraining budget) and draws it to `results/fig2.svg` and `.png`; `reproduce table2` runs
+//! Table 2's grid and writes `results/table2.md` and `.csv`; `bench` prints training and
+//! inference images/s of candle's ops, our kernels and PyTorch side by side; `run-task` (hidden)
+//! runs one task of an emitted grid; `make-sample` writes the bundled Fashion-MNIST sample.
 
+mod bench;
 mod charts;
 mod fig2;
 mod reproduce;
@@ -25,6 +27,9 @@ struct Cli {
 enum Command {
     /// Reproduce a figure or table of the paper.
     Reproduce(reproduce::Args),
+    /// Training and inference images/s: candle's ops, our kernels and PyTorch side by side,
+    /// and pruned models against unpruned ones.
+    Bench(bench::Args),
     /// Write the bundled Fashion-MNIST sample (data/sample/fashion-mnist) from the full dataset.
     MakeSample(sample::Args),
     /// Run one task file of an emitted grid (`reproduce table2 --emit slurm DIR`): what each
@@ -40,6 +45,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::MakeSample(args) => sample::run(args),
         Command::RunTask { file } => table2::run_task_file(&file),
     };

@@ -1,10 +1,10 @@
 //! CIFAR DenseNet (BN-ReLU-conv layers, no bottleneck), as HRankPlus `models/cifar10/densenet.py`.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::config::DenseNetConfig;
-use crate::layers::{batch_norm, conv2d, linear};
+use crate::layers::{BatchNorm, Conv2d, batch_norm, conv2d, linear};
 
 /// A CIFAR DenseNet built from a [`DenseNetConfig`].
 #[derive(Clone, Debug)]
@@ -32,7 +32,7 @@ impl BnReluConv {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.conv1.forward(&self.bn1.forward_t(x, train)?.relu()?)
+        self.conv1.forward(&self.bn1.forward_relu_t(x, train)?)
     }
 }
 
@@ -85,7 +85,7 @@ impl ModuleT for DenseNet {
                 x = t.forward_t(&x, train)?.avg_pool2d(2)?;
             }
         }
-        let x = self.bn.forward_t(&x, train)?.relu()?;
+        let x = self.bn.forward_relu_t(&x, train)?;
         let x = x.avg_pool2d(8)?.flatten_from(1)?;
         self.fc.forward(&x)
     }

@@ -1,10 +1,10 @@
 //! CIFAR ResNet with BasicBlocks, as `l1-norm-pruning/models/resnet.py` of Liu et al.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::config::{RESNET_STAGE_WIDTHS, ResNetConfig};
-use crate::layers::{batch_norm, conv_bn_relu, conv2d, linear};
+use crate::layers::{BatchNorm, Conv2d, add_relu, batch_norm, conv_bn_relu, conv2d, linear};
 
 /// A CIFAR ResNet built from a [`ResNetConfig`].
 #[derive(Clone, Debug)]
@@ -99,6 +99,6 @@ impl ModuleT for BasicBlock {
                 pooled.pad_with_zeros(1, 0, extra)?
             }
         };
-        (out + residual)?.relu()
+        add_relu(&out, &residual)
     }
 }

@@ -1,10 +1,10 @@
 //! CIFAR VGG with BatchNorm, as `l1-norm-pruning/models/vgg.py` of Liu et al.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::config::{VggConfig, VggItem};
-use crate::layers::{batch_norm, conv_bn_relu, conv2d, linear};
+use crate::layers::{BatchNorm, Conv2d, batch_norm, conv_bn_relu, conv2d, linear};
 
 /// A CIFAR VGG built from a [`VggConfig`].
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ impl ModuleT for Vgg {
         }
         // nn.AvgPool2d(2) on the final 2x2 map.
         let x = x.avg_pool2d(2)?.flatten_from(1)?;
-        let x = self.bn1.forward_t(&self.fc1.forward(&x)?, train)?.relu()?;
+        let x = self.bn1.forward_relu_t(&self.fc1.forward(&x)?, train)?;
         self.fc2.forward(&x)
     }
 }

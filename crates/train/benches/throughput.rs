@@ -3,7 +3,9 @@
 //!
 //! A training step is what the loop does per batch: forward in training mode, cross-entropy,
 //! backward, and the SGD update. Prints a table and, last, one JSON line a script can read.
-//! Set `PRUNEBENCH_BENCH_ITERS` to change the timed iterations (default 3, after 1 warm-up).
+//! Set `PRUNEBENCH_BENCH_ITERS` to change the timed iterations (default 3, after 1 warm-up), and
+//! `PRUNEBENCH_KERNELS=candle|ours` to choose the conv/BatchNorm implementation (default ours;
+//! `cargo xtask bench` compares both and PyTorch in one run).
 
 use std::time::Instant;
 
@@ -23,7 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(3);
     let device = Device::Cpu;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("CPU, {threads} threads, {iters} timed iterations after 1 warm-up");
+    println!(
+        "CPU, {threads} threads, {iters} timed iterations after 1 warm-up, kernels: {}",
+        kernels::backend()
+    );
     println!(
         "{:<10} {:>6} {:>14} {:>14}",
         "model", "batch", "train img/s", "infer img/s"

@@ -1,0 +1,465 @@
+//! BatchNorm over dim 1 of `[B, C, ...]` (BatchNorm2d and BatchNorm1d), fused with an optional
+//! ReLU, as one forward pass and one backward pass.
+//!
+//! Per-channel sums run in f64 over eight independent lanes in a fixed order (one channel per
+//! rayon task), so they are accurate and independent of the thread count. The elementwise parts
+//! run as `x * scale + shift` per channel, in parallel over `(image, channel)` planes.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, bail,
+};
+use rayon::prelude::*;
+
+use crate::matmul::Float;
+use crate::storage::{contiguous_slice, into_storage};
+
+/// BatchNorm's constants (PyTorch's defaults: eps 1e-5, momentum 0.1) and whether a ReLU follows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Running statistics become `(1 - momentum) * running + momentum * batch` (training only).
+    pub momentum: f64,
+    /// Apply `max(0, .)` to the output, fused (the gradient is masked where the output is 0).
+    pub relu: bool,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+            relu: false,
+        }
+    }
+}
+
+/// The dims BatchNorm sees: images, channels, elements per channel per image.
+fn split_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
+    match dims {
+        [b, c, rest @ ..] if *c > 0 => Ok((*b, *c, rest.iter().product())),
+        _ => bail!("batch_norm: expected [B, C, ...] with C > 0, got {dims:?}"),
+    }
+}
+
+const LANES: usize = 8;
+
+/// Sums of `term(x_i) = (a_i, b_i)` as `(sum a, sum b)`, in f64 lanes for speed and a fixed order.
+#[inline]
+fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(T) -> (f64, f64)) -> (f64, f64) {
+    let mut a = [0f64; LANES];
+    let mut b = [0f64; LANES];
+    let full = x.len() / LANES * LANES;
+    for chunk in x[..full].chunks_exact(LANES) {
+        for l in 0..LANES {
+            let (ta, tb) = term(chunk[l]);
+            a[l] += ta;
+            b[l] += tb;
+        }
+    }
+    for &v in &x[full..] {
+        let (ta, tb) = term(v);
+        a[0] += ta;
+        b[0] += tb;
+    }
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// `(sum g, sum g * x)` in f64 lanes, a fixed order.
+fn lane_sums2<T: Float>(g: &[T], x: &[T]) -> (f64, f64) {
+    let mut a = [0f64; LANES];
+    let mut b = [0f64; LANES];
+    let full = g.len() / LANES * LANES;
+    for (gc, xc) in g[..full]
+        .chunks_exact(LANES)
+        .zip(x[..full].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let gv = gc[l].to_f64();
+            a[l] += gv;
+            b[l] += gv * xc[l].to_f64();
+        }
+    }
+    for (gv, xv) in g[full..].iter().zip(&x[full..]) {
+        a[0] += gv.to_f64();
+        b[0] += gv.to_f64() * xv.to_f64();
+    }
+    (a.iter().sum(), b.iter().sum())
+}
+
+/// What the forward pass keeps for the backward pass and the running-statistics update.
+#[derive(Debug)]
+struct Saved {
+    /// Batch mean (training) or running mean (evaluation), per channel.
+    mean: Vec<f64>,
+    /// Biased batch variance (training; the running variance in evaluation).
+    var: Vec<f64>,
+    invstd: Vec<f64>,
+    gamma: Vec<f64>,
+    /// `gamma * invstd` and `beta - mean * gamma * invstd`: the forward's exact coefficients,
+    /// reused to recompute the ReLU mask bit for bit.
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+    /// Elements per channel: images times spatial size.
+    count: usize,
+}
+
+#[derive(Debug)]
+enum Stats {
+    /// Training: normalise with the batch's statistics.
+    Batch { eps: f64 },
+    /// Evaluation: normalise with given (running) statistics.
+    Given {
+        mean: Vec<f64>,
+        var: Vec<f64>,
+        eps: f64,
+    },
+}
+
+/// `(x, gamma, beta) -> y`.
+#[derive(Debug)]
+struct BnOp {
+    stats: Stats,
+    relu: bool,
+    saved: Arc<OnceLock<Arc<Saved>>>,
+}
+
+fn to_f64<T: Float>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|x| x.to_f64()).collect()
+}
+
+impl BnOp {
+    fn run<T: Float>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_slice::<T>(s1, l1, "batch_norm")?;
+        let gamma = to_f64(contiguous_slice::<T>(s2, l2, "batch_norm")?);
+        let beta = to_f64(contiguous_slice::<T>(s3, l3, "batch_norm")?);
+        let (b, c, hw) = split_dims(l1.dims())?;
+        if gamma.len() != c || beta.len() != c {
+            bail!(
+                "batch_norm: {c} channels but weight {:?} and bias {:?}",
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let count = b * hw;
+        let (mean, var, eps) = match &self.stats {
+            Stats::Batch { eps } => {
+                if count < 2 {
+                    // PyTorch refuses too: the unbiased running variance would divide by zero.
+                    bail!(
+                        "batch_norm: training needs more than one value per channel, got {:?}",
+                        l1.dims()
+                    );
+                }
+                let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut s, mut ss) = (0.0, 0.0);
+                        for img in 0..b {
+                            let plane = &x[(img * c + ch) * hw..][..hw];
+                            let (a, q) = lane_sums(plane, |v| {
+                                let v = v.to_f64();
+                                (v, v * v)
+                            });
+                            s += a;
+                            ss += q;
+                        }
+                        let mean = s / count as f64;
+                        (mean, (ss / count as f64 - mean * mean).max(0.0))
+                    })
+                    .unzip();
+                (mean, var, *eps)
+            }
+            Stats::Given { mean, var, eps } => {
+                if mean.len() != c || var.len() != c {
+                    bail!(
+                        "batch_norm: {c} channels but {} running statistics",
+                        mean.len()
+                    );
+                }
+                (mean.clone(), var.clone(), *eps)
+            }
+        };
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let scale: Vec<f64> = gamma.iter().zip(&invstd).map(|(g, i)| g * i).collect();
+        let shift: Vec<f64> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+        let mut y = vec![T::zero(); x.len()];
+        if hw > 0 {
+            let (st, sh): (Vec<T>, Vec<T>) = scale
+                .iter()
+                .zip(&shift)
+                .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
+                .unzip();
+            let relu = self.relu;
+            y.par_chunks_mut(hw)
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each(|(p, (y, x))| {
+                    let (a, b) = (st[p % c], sh[p % c]);
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let v = x * a + b;
+                        *y = if relu && v <= T::zero() { T::zero() } else { v };
+                    }
+                });
+        }
+        let _ = self.saved.set(Arc::new(Saved {
+            mean,
+            var,
+            invstd,
+            gamma,
+            scale,
+            shift,
+            count,
+        }));
+        Ok((into_storage(y), l1.shape().clone()))
+    }
+}
+
+impl CustomOp3 for BnOp {
+    fn name(&self) -> &'static str {
+        "prunebench-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match s1.dtype() {
+            DType::F32 => self.run::<f32>(s1, l1, s2, l2, s3, l3),
+            DType::F64 => self.run::<f64>(s1, l1, s2, l2, s3, l3),
+            d => bail!("batch_norm: unsupported dtype {d:?}"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _gamma: &Tensor,
+        _beta: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(saved) = self.saved.get() else {
+            bail!("batch_norm backward before forward");
+        };
+        let op = BnBackward {
+            saved: saved.clone(),
+            relu: self.relu,
+            train: matches!(self.stats, Stats::Batch { .. }),
+        };
+        let packed = x.apply_op2_no_bwd(&dy.contiguous()?, &op)?;
+        let (n, c) = (x.elem_count(), saved.mean.len());
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, n, c)?;
+        let dbeta = packed.narrow(0, n + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// `(x, dy) -> [dx (flattened), dgamma, dbeta]` in one tensor (custom ops return one).
+#[derive(Debug)]
+struct BnBackward {
+    saved: Arc<Saved>,
+    relu: bool,
+    train: bool,
+}
+
+impl BnBackward {
+    fn run<T: Float>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_slice::<T>(s1, l1, "batch_norm backward")?;
+        let dy = contiguous_slice::<T>(s2, l2, "batch_norm backward")?;
+        let (b, c, hw) = split_dims(l1.dims())?;
+        let s = &*self.saved;
+        if dy.len() != x.len() || s.mean.len() != c {
+            bail!(
+                "batch_norm backward: gradient {:?} for input {:?}",
+                l2.dims(),
+                l1.dims()
+            );
+        }
+        let (st, sh): (Vec<T>, Vec<T>) = s
+            .scale
+            .iter()
+            .zip(&s.shift)
+            .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
+            .unzip();
+        let relu = self.relu;
+        let n = s.count as f64;
+        let mut out = vec![T::zero(); x.len() + 2 * c];
+        let (dx, tail) = out.split_at_mut(x.len());
+        // Each channel's planes (one per image), mutable, grouped so one task owns a channel:
+        // its sums and its dx are computed together, in a fixed order, while the data is in cache.
+        let mut groups: Vec<Vec<(usize, &mut [T])>> =
+            (0..c).map(|_| Vec::with_capacity(b)).collect();
+        if hw > 0 {
+            for (p, plane) in dx.chunks_exact_mut(hw).enumerate() {
+                groups[p % c].push((p * hw, plane));
+            }
+        }
+        let per_channel: Vec<(f64, f64)> = groups
+            .into_par_iter()
+            .enumerate()
+            .map(|(ch, mut planes)| {
+                let (sc, sf) = (st[ch], sh[ch]);
+                // Pass 1: g = dy masked by the fused ReLU, kept in dx; sums of g and g * x.
+                let (mut sg, mut sgx) = (0.0, 0.0);
+                for (off, g) in planes.iter_mut() {
+                    let (xs, dys) = (&x[*off..*off + hw], &dy[*off..*off + hw]);
+                    for ((g, &xv), &d) in g.iter_mut().zip(xs).zip(dys) {
+                        *g = if relu && xv * sc + sf <= T::zero() {
+                            T::zero()
+                        } else {
+                            d
+                        };
+                    }
+                    let (a, q) = lane_sums2(g, xs);
+                    sg += a;
+                    sgx += q;
+                }
+                // dx = k * g + a * x + d (the batch-statistics terms vanish in evaluation).
+                let (mean, invstd) = (s.mean[ch], s.invstd[ch]);
+                let sg_xhat = invstd * (sgx - mean * sg);
+                let k = s.gamma[ch] * invstd;
+                let (a, d) = if self.train {
+                    let a = -k * invstd * sg_xhat / n;
+                    (a, -k * sg / n - a * mean)
+                } else {
+                    (0.0, 0.0)
+                };
+                let (k, a, d) = (T::from_f64(k), T::from_f64(a), T::from_f64(d));
+                for (off, g) in planes.iter_mut() {
+                    for (g, &xv) in g.iter_mut().zip(&x[*off..*off + hw]) {
+                        *g = k * *g + a * xv + d;
+                    }
+                }
+                (sg_xhat, sg)
+            })
+            .collect();
+        let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
+        let dbeta: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.1)).collect();
+        tail[..c].copy_from_slice(&dgamma);
+        tail[c..].copy_from_slice(&dbeta);
+        Ok((into_storage(out), Shape::from(x.len() + 2 * c)))
+    }
+}
+
+impl CustomOp2 for BnBackward {
+    fn name(&self) -> &'static str {
+        "prunebench-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1.dtype(), s2.dtype()) {
+            (DType::F32, DType::F32) => self.run::<f32>(s1, l1, s2, l2),
+            (DType::F64, DType::F64) => self.run::<f64>(s1, l1, s2, l2),
+            (a, b) => bail!("batch_norm backward: unsupported dtypes {a:?}, {b:?}"),
+        }
+    }
+}
+
+fn read_f64(t: &Tensor) -> Result<Vec<f64>> {
+    t.detach()
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()
+}
+
+/// Training-mode BatchNorm: normalises `x` `[B, C, ...]` with the batch's per-channel mean and
+/// biased variance, scales by `weight` and shifts by `bias` (both `[C]`, differentiable), applies
+/// the ReLU if `config.relu`, and updates the running statistics in place as PyTorch and
+/// `candle_nn::BatchNorm` do: `running = (1 - momentum) * running + momentum * batch`, with the
+/// unbiased variance for `running_var`. The running statistics never enter the autograd graph.
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Var,
+    running_var: &Var,
+    config: BatchNormConfig,
+) -> Result<Tensor> {
+    let saved = Arc::new(OnceLock::new());
+    let op = BnOp {
+        stats: Stats::Batch { eps: config.eps },
+        relu: config.relu,
+        saved: saved.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let Some(s) = saved.get() else {
+        bail!("batch_norm: forward kept no statistics");
+    };
+    let m = config.momentum;
+    let n = s.count as f64;
+    let update = |var: &Var, batch: &mut dyn Iterator<Item = f64>| -> Result<()> {
+        let old = read_f64(var.as_tensor())?;
+        if old.len() != s.mean.len() {
+            bail!(
+                "batch_norm: running statistics {:?} for {} channels",
+                var.dims(),
+                s.mean.len()
+            );
+        }
+        let new: Vec<f64> = old
+            .iter()
+            .zip(batch)
+            .map(|(r, b)| (1.0 - m) * r + m * b)
+            .collect();
+        let t = Tensor::from_vec(new, var.dims(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)
+    };
+    update(running_mean, &mut s.mean.iter().copied())?;
+    update(running_var, &mut s.var.iter().map(|v| v * n / (n - 1.0)))?;
+    Ok(y)
+}
+
+/// Evaluation-mode BatchNorm: normalises with the given running statistics (not differentiated,
+/// not changed); differentiable in `x`, `weight` and `bias`. `config.momentum` is unused.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    config: BatchNormConfig,
+) -> Result<Tensor> {
+    let op = BnOp {
+        stats: Stats::Given {
+            mean: read_f64(running_mean)?,
+            var: read_f64(running_var)?,
+            eps: config.eps,
+        },
+        relu: config.relu,
+        saved: Arc::new(OnceLock::new()),
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}

@@ -1,0 +1,520 @@
+//! 2-D convolution (NCHW, groups 1, dilation 1) as im2col + GEMM, with its input gradient
+//! (GEMM + col2im) and weight gradient (GEMM over the batch, reduced in a fixed order).
+//!
+//! Every op works image by image, in parallel over the batch (rayon), each image's GEMM on one
+//! thread: a CIFAR image's matrices are small, so splitting one GEMM over cores gains less than
+//! running whole images side by side. A 1x1 stride-1 unpadded conv (ResNet/DenseNet transitions)
+//! skips im2col: the image already is the column matrix.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use crate::matmul::{Float, Mat, gemm};
+use crate::storage::{contiguous_slice, into_storage};
+
+/// The sizes of one convolution, checked once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    batch: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &[usize], weight: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[batch, cin, h, w], &[cout, wcin, kh, kw]) = (x, weight) else {
+            bail!(
+                "conv2d: expected input [B, C, H, W] and weight [O, C, KH, KW], got {x:?} and {weight:?}"
+            );
+        };
+        if wcin != cin {
+            bail!("conv2d: input has {cin} channels, the weight {wcin} ({x:?}, {weight:?})");
+        }
+        if stride == 0 || cin == 0 || cout == 0 || kh == 0 || kw == 0 || h == 0 || w == 0 {
+            bail!(
+                "conv2d: zero stride or empty input or weight ({x:?}, {weight:?}, stride {stride})"
+            );
+        }
+        if h + 2 * pad < kh || w + 2 * pad < kw {
+            bail!("conv2d: kernel {kh}x{kw} larger than the padded input {h}x{w} + 2*{pad}");
+        }
+        Ok(Self {
+            batch,
+            cin,
+            h,
+            w,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            ho: (h + 2 * pad - kh) / stride + 1,
+            wo: (w + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Columns of the column matrix: one per output pixel.
+    fn n(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn image_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    fn out_image_len(&self) -> usize {
+        self.cout * self.n()
+    }
+
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// The output columns `ox` whose input column `ox * stride + kx - pad` lies in `[0, w)`.
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let lo = self
+            .pad
+            .saturating_sub(kx)
+            .div_ceil(self.stride)
+            .min(self.wo);
+        let hi = (self.w + self.pad)
+            .saturating_sub(kx)
+            .div_ceil(self.stride)
+            .clamp(lo, self.wo);
+        (lo, hi)
+    }
+
+    /// The input row read by output row `oy` at kernel row `ky`, if inside the image.
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad)
+            .filter(|&iy| iy < self.h)
+    }
+}
+
+/// Unfolds one image `[cin, h, w]` into `cols` `[k, n]`: row `(c, ky, kx)`, column `(oy, ox)`.
+fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
+    let n = g.n();
+    let zero = T::zero();
+    for (row, dst) in cols.chunks_exact_mut(n).enumerate() {
+        let (c, kk) = (row / (g.kh * g.kw), row % (g.kh * g.kw));
+        let (ky, kx) = (kk / g.kw, kk % g.kw);
+        let (lo, hi) = g.valid_cols(kx);
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        if g.stride == 1 && g.wo == g.w {
+            same_width_row(g, plane, dst, ky, kx, (lo, hi));
+            continue;
+        }
+        for (oy, out) in dst.chunks_exact_mut(g.wo).enumerate() {
+            let Some(iy) = g.input_row(oy, ky) else {
+                out.fill(zero);
+                continue;
+            };
+            out[..lo].fill(zero);
+            out[hi..].fill(zero);
+            if lo == hi {
+                continue;
+            }
+            let line = &plane[iy * g.w..(iy + 1) * g.w];
+            let start = lo * g.stride + kx - g.pad;
+            if g.stride == 1 {
+                out[lo..hi].copy_from_slice(&line[start..start + (hi - lo)]);
+            } else {
+                for (o, i) in out[lo..hi]
+                    .iter_mut()
+                    .zip(line[start..].iter().step_by(g.stride))
+                {
+                    *o = *i;
+                }
+            }
+        }
+    }
+}
+
+/// One im2col row of a stride-1 "same" conv (output as wide as the input): the whole row is
+/// the plane shifted by `(ky - pad) * w + kx - pad`, so one copy, then zeros where the shift
+/// wrapped across a line or left the image.
+fn same_width_row<T: Float>(
+    g: &Geometry,
+    plane: &[T],
+    dst: &mut [T],
+    ky: usize,
+    kx: usize,
+    (lo, hi): (usize, usize),
+) {
+    let zero = T::zero();
+    let wo = g.wo;
+    let oy0 = g.pad.saturating_sub(ky).min(g.ho);
+    let oy1 = (g.h + g.pad).saturating_sub(ky).clamp(oy0, g.ho);
+    dst[..oy0 * wo].fill(zero);
+    dst[oy1 * wo..].fill(zero);
+    if oy0 == oy1 {
+        return;
+    }
+    let (d0, len) = (oy0 * wo, (oy1 - oy0) * wo);
+    // Source index of dst[d0]: line oy0 + ky - pad, column kx - pad (may be -1 or past the end).
+    let s0 = ((oy0 + ky - g.pad) * g.w + kx) as isize - g.pad as isize;
+    let skip = (-s0).max(0) as usize;
+    let end = (plane.len() as isize - s0).clamp(skip as isize, len as isize) as usize;
+    let run = &mut dst[d0..d0 + len];
+    run[..skip].fill(zero);
+    run[end..].fill(zero);
+    if skip < end {
+        let src = (s0 + skip as isize) as usize;
+        run[skip..end].copy_from_slice(&plane[src..src + (end - skip)]);
+    }
+    if lo > 0 || hi < wo {
+        for line in run.chunks_exact_mut(wo) {
+            line[..lo].fill(zero);
+            line[hi..].fill(zero);
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto its input pixel (`dx` zeroed first).
+fn col2im<T: Float>(g: &Geometry, cols: &[T], dx: &mut [T]) {
+    let n = g.n();
+    dx.fill(T::zero());
+    for (c, plane) in dx.chunks_exact_mut(g.h * g.w).enumerate() {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (c * g.kh + ky) * g.kw + kx;
+                let src = &cols[row * n..(row + 1) * n];
+                let (lo, hi) = g.valid_cols(kx);
+                if lo == hi {
+                    continue;
+                }
+                for (oy, inp) in src.chunks_exact(g.wo).enumerate() {
+                    let Some(iy) = g.input_row(oy, ky) else {
+                        continue;
+                    };
+                    let line = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let start = lo * g.stride + kx - g.pad;
+                    if g.stride == 1 {
+                        for (d, s) in line[start..start + (hi - lo)].iter_mut().zip(&inp[lo..hi]) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in line[start..].iter_mut().step_by(g.stride).zip(&inp[lo..hi]) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
+    let mut out = vec![T::zero(); g.batch * g.out_image_len()];
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let weight = Mat::rows(w, g.cout, g.k());
+    out.par_chunks_mut(g.out_image_len())
+        .zip(x.par_chunks(g.image_len()))
+        .try_for_each(|(out, x)| {
+            if g.pointwise() {
+                gemm(out, weight, Mat::rows(x, g.k(), g.n()), false)
+            } else {
+                T::with_scratch(g.k() * g.n(), |cols| {
+                    im2col(g, x, cols);
+                    gemm(out, weight, Mat::rows(cols, g.k(), g.n()), false)
+                })
+            }
+        })?;
+    Ok(out)
+}
+
+/// The input gradient of a stride-1 conv is itself a stride-1 conv of `dy` with the filters
+/// flipped and transposed, padded by `k - 1 - pad`: one im2col + GEMM with the long inner
+/// dimension `cout * k * k`, much faster than a GEMM with inner dimension `cout` plus col2im.
+fn flipped_geometry(g: &Geometry) -> Option<Geometry> {
+    if g.stride != 1 || g.kh != g.kw || g.pad >= g.kh || g.pointwise() {
+        return None;
+    }
+    let t = Geometry::new(
+        &[g.batch, g.cout, g.ho, g.wo],
+        &[g.cin, g.cout, g.kh, g.kw],
+        1,
+        g.kh - 1 - g.pad,
+    )
+    .ok()?;
+    (t.ho == g.h && t.wo == g.w).then_some(t)
+}
+
+/// `w'[ci, co, ky, kx] = w[co, ci, kh - 1 - ky, kw - 1 - kx]`.
+fn flip_transpose<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let kk = g.kh * g.kw;
+    let mut out = vec![T::zero(); w.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let src = &w[(co * g.cin + ci) * kk..][..kk];
+            let dst = &mut out[(ci * g.cout + co) * kk..][..kk];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    out
+}
+
+fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
+    if let Some(t) = flipped_geometry(g) {
+        return forward(&t, dy, &flip_transpose(g, w));
+    }
+    let mut dx = vec![T::zero(); g.batch * g.image_len()];
+    if dx.is_empty() {
+        return Ok(dx);
+    }
+    let weight_t = Mat::rows(w, g.cout, g.k()).t();
+    dx.par_chunks_mut(g.image_len())
+        .zip(dy.par_chunks(g.out_image_len()))
+        .try_for_each(|(dx, dy)| {
+            let dy = Mat::rows(dy, g.cout, g.n());
+            if g.pointwise() {
+                gemm(dx, weight_t, dy, false)
+            } else {
+                T::with_scratch(g.k() * g.n(), |cols| {
+                    gemm(cols, weight_t, dy, false)?;
+                    col2im(g, cols, dx);
+                    Ok(())
+                })
+            }
+        })?;
+    Ok(dx)
+}
+
+/// Images per partial weight gradient: depends on the batch size only, never on the thread
+/// count, so the summation order (and every bit of the result) is the same on any machine.
+fn images_per_chunk(batch: usize) -> usize {
+    batch.div_ceil(16).max(1)
+}
+
+fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+    let len = g.cout * g.k();
+    if g.batch == 0 || len == 0 || g.n() == 0 {
+        return Ok(vec![T::zero(); len]);
+    }
+    let per = images_per_chunk(g.batch);
+    let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
+    let partials = x
+        .par_chunks(per * g.image_len())
+        .zip(dy.par_chunks(per * g.out_image_len()))
+        .map(|(xs, dys)| -> Result<Vec<T>> {
+            let mut acc = vec![T::zero(); len];
+            T::with_scratch(cols_len, |cols| {
+                for (i, (x, dy)) in xs
+                    .chunks_exact(g.image_len())
+                    .zip(dys.chunks_exact(g.out_image_len()))
+                    .enumerate()
+                {
+                    let cols_t = if g.pointwise() {
+                        Mat::rows(x, g.k(), g.n()).t()
+                    } else {
+                        im2col(g, x, cols);
+                        Mat::rows(cols, g.k(), g.n()).t()
+                    };
+                    gemm(&mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
+                }
+                Ok::<(), candle_core::Error>(())
+            })?;
+            Ok(acc)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Ordered reduction: chunk 0 + chunk 1 + ... whatever thread computed each.
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
+    for p in parts {
+        for (d, s) in dw.iter_mut().zip(&p) {
+            *d += *s;
+        }
+    }
+    Ok(dw)
+}
+
+/// Which of the three computations an op runs; each takes two tensors.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// `(x, weight) -> y`.
+    Forward,
+    /// `(dy, weight) -> dx` for an input of `h x w`.
+    InputGrad { h: usize, w: usize },
+    /// `(x, dy) -> dweight` for a `kh x kw` kernel.
+    WeightGrad { kh: usize, kw: usize },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConvOp {
+    kind: Kind,
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvOp {
+    fn run<T: Float>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (
+            contiguous_slice::<T>(s1, l1, "conv2d")?,
+            contiguous_slice::<T>(s2, l2, "conv2d")?,
+        );
+        let (d1, d2) = (l1.dims(), l2.dims());
+        match self.kind {
+            Kind::Forward => {
+                let g = Geometry::new(d1, d2, self.stride, self.pad)?;
+                let y = forward(&g, a, b)?;
+                Ok((into_storage(y), Shape::from((g.batch, g.cout, g.ho, g.wo))))
+            }
+            Kind::InputGrad { h, w } => {
+                let (&[batch, _, _, _], &[_, cin, _, _]) = (d1, d2) else {
+                    bail!("conv2d input gradient: bad shapes {d1:?} {d2:?}");
+                };
+                let g = Geometry::new(&[batch, cin, h, w], d2, self.stride, self.pad)?;
+                if d1 != [g.batch, g.cout, g.ho, g.wo] {
+                    bail!("conv2d input gradient: gradient {d1:?} does not match {g:?}");
+                }
+                let dx = input_grad(&g, a, b)?;
+                Ok((into_storage(dx), Shape::from((batch, cin, h, w))))
+            }
+            Kind::WeightGrad { kh, kw } => {
+                let (&[_, cin, _, _], &[_, cout, _, _]) = (d1, d2) else {
+                    bail!("conv2d weight gradient: bad shapes {d1:?} {d2:?}");
+                };
+                let g = Geometry::new(d1, &[cout, cin, kh, kw], self.stride, self.pad)?;
+                if d2 != [g.batch, g.cout, g.ho, g.wo] {
+                    bail!("conv2d weight gradient: gradient {d2:?} does not match {g:?}");
+                }
+                let dw = weight_grad(&g, a, b)?;
+                Ok((into_storage(dw), Shape::from((cout, cin, kh, kw))))
+            }
+        }
+    }
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Forward => "prunebench-conv2d",
+            Kind::InputGrad { .. } => "prunebench-conv2d-input-grad",
+            Kind::WeightGrad { .. } => "prunebench-conv2d-weight-grad",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1.dtype(), s2.dtype()) {
+            (DType::F32, DType::F32) => self.run::<f32>(s1, l1, s2, l2),
+            (DType::F64, DType::F64) => self.run::<f64>(s1, l1, s2, l2),
+            (a, b) => bail!("{}: unsupported dtypes {a:?}, {b:?}", self.name()),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let Kind::Forward = self.kind else {
+            bail!("{}: no second derivative", self.name());
+        };
+        let dy = dy.contiguous()?;
+        let (_, _, h, w) = x.dims4()?;
+        let (_, _, kh, kw) = weight.dims4()?;
+        let input = ConvOp {
+            kind: Kind::InputGrad { h, w },
+            ..*self
+        };
+        let filter = ConvOp {
+            kind: Kind::WeightGrad { kh, kw },
+            ..*self
+        };
+        // An input that is neither a variable nor computed from one (the images fed to the
+        // first conv) would receive a gradient nobody reads: skip that whole computation.
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(&weight.contiguous()?, &input)?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            Some(x.contiguous()?.apply_op2_no_bwd(&dy, &filter)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// `conv2d(x, weight)` with square `stride` and zero `padding` on all sides, groups 1,
+/// dilation 1, as candle's `Tensor::conv2d(weight, padding, stride, 1, 1)`; x `[B, C, H, W]`,
+/// weight `[O, C, KH, KW]` (PyTorch's layout), f32 or f64 CPU tensors. Differentiable in both.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let op = ConvOp {
+        kind: Kind::Forward,
+        stride,
+        pad: padding,
+    };
+    x.contiguous()?.apply_op2(&weight.contiguous()?, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_columns_cover_exactly_the_in_image_reads() {
+        for (w, k, stride, pad) in [
+            (5, 3, 1, 1),
+            (6, 3, 2, 1),
+            (7, 1, 2, 0),
+            (4, 3, 2, 0),
+            (3, 3, 1, 2),
+        ] {
+            let g = Geometry::new(&[1, 1, w, w], &[1, 1, k, k], stride, pad).unwrap();
+            for kx in 0..k {
+                let (lo, hi) = g.valid_cols(kx);
+                for ox in 0..g.wo {
+                    let ix = (ox * stride + kx) as isize - pad as isize;
+                    let inside = ix >= 0 && (ix as usize) < w;
+                    assert_eq!(inside, (lo..hi).contains(&ox), "{g:?} kx {kx} ox {ox}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let x = Tensor::zeros((1, 3, 8, 8), DType::F32, &candle_core::Device::Cpu).unwrap();
+        let w = Tensor::zeros((4, 2, 3, 3), DType::F32, &candle_core::Device::Cpu).unwrap();
+        assert!(conv2d(&x, &w, 1, 1).is_err());
+        let w = Tensor::zeros((4, 3, 11, 11), DType::F32, &candle_core::Device::Cpu).unwrap();
+        assert!(conv2d(&x, &w, 1, 1).is_err());
+        let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &candle_core::Device::Cpu).unwrap();
+        assert!(conv2d(&x, &w, 0, 1).is_err());
+    }
+}

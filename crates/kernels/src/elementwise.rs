@@ -1,0 +1,121 @@
+//! `relu(a + b)`, the end of every ResNet block, as one pass forward and one backward (candle's
+//! built-in path takes an add, a ReLU, and a compare, a cast and a multiply for the gradient).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use crate::matmul::Float;
+use crate::storage::{contiguous_slice, into_storage};
+
+/// Elements per rayon task: large enough to amortise scheduling, small enough to split a layer.
+const CHUNK: usize = 1 << 14;
+
+/// `(a, b) -> relu(a + b)`, differentiable in both.
+struct AddRelu;
+
+/// `(y, dy) -> dy where y > 0, else 0`: the gradient of both inputs of [`AddRelu`].
+struct ReluGrad;
+
+fn binary<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (a, b))| {
+            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                *o = f(a, b);
+            }
+        });
+    out
+}
+
+fn run<T: Float>(
+    op: &str,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    grad: bool,
+) -> Result<(CpuStorage, Shape)> {
+    if l1.dims() != l2.dims() {
+        bail!("{op}: shapes differ, {:?} and {:?}", l1.dims(), l2.dims());
+    }
+    let (a, b) = (
+        contiguous_slice::<T>(s1, l1, op)?,
+        contiguous_slice::<T>(s2, l2, op)?,
+    );
+    let zero = T::zero();
+    let out = if grad {
+        binary(a, b, |y, dy| if y > zero { dy } else { zero })
+    } else {
+        binary(a, b, |a, b| {
+            let s = a + b;
+            if s <= zero { zero } else { s }
+        })
+    };
+    Ok((into_storage(out), l1.shape().clone()))
+}
+
+fn dispatch(
+    op: &str,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    grad: bool,
+) -> Result<(CpuStorage, Shape)> {
+    match (s1.dtype(), s2.dtype()) {
+        (DType::F32, DType::F32) => run::<f32>(op, s1, l1, s2, l2, grad),
+        (DType::F64, DType::F64) => run::<f64>(op, s1, l1, s2, l2, grad),
+        (a, b) => bail!("{op}: unsupported dtypes {a:?}, {b:?}"),
+    }
+}
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "prunebench-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch(self.name(), s1, l1, s2, l2, false)
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = y.apply_op2_no_bwd(&dy.contiguous()?, &ReluGrad)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "prunebench-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch(self.name(), s1, l1, s2, l2, true)
+    }
+}
+
+/// `relu(a + b)` for two CPU tensors of one shape (f32 or f64), differentiable in both; the
+/// gradient passes where the output is positive, as PyTorch's.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}

@@ -1,0 +1,45 @@
+//! Fast CPU kernels for prunebench's CIFAR networks, as candle custom ops (`CustomOp2/3` with
+//! a backward pass, so they train): 2-D convolution as im2col + GEMM (the `gemm` crate candle
+//! uses), its input gradient (GEMM + col2im) and weight gradient, and BatchNorm with batch or
+//! running statistics, optionally fused with the ReLU that follows it, and `relu(a + b)` (the end
+//! of a residual block) in one pass.
+//!
+//! The kernels work on contiguous f32/f64 CPU tensors in candle's NCHW layout and run in
+//! parallel over images (rayon); every reduction has a fixed order, so results do not depend on
+//! the thread count. [`use_ours`] tells a model which path to take for a tensor: ours on CPU
+//! when the [`Backend`] is [`Backend::Ours`] (the default; `PRUNEBENCH_KERNELS=candle` or
+//! [`set_backend`]/[`with_backend`] switch back), candle's built-in ops otherwise and always on
+//! CUDA.
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use kernels::{BatchNormConfig, batch_norm_train, conv2d};
+//!
+//! let dev = Device::Cpu;
+//! let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
+//! let w = Var::randn(0f32, 0.1, (4, 3, 3, 3), &dev)?;
+//! let y = conv2d(&x, w.as_tensor(), 1, 1)?; // stride 1, padding 1
+//! let same = x.conv2d(w.as_tensor(), 1, 1, 1, 1)?; // candle's built-in op
+//! let diff = (&y - &same)?.abs()?.max_all()?.to_scalar::<f32>()?;
+//! assert!(diff < 1e-4);
+//!
+//! let (gamma, beta) = (Var::ones(4, candle_core::DType::F32, &dev)?, Var::zeros(4, candle_core::DType::F32, &dev)?);
+//! let (mean, var) = (Var::zeros(4, candle_core::DType::F32, &dev)?, Var::ones(4, candle_core::DType::F32, &dev)?);
+//! let config = BatchNormConfig { relu: true, ..Default::default() };
+//! let z = batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &mean, &var, config)?;
+//! let grads = z.sum_all()?.backward()?; // gradients for w, gamma and beta
+//! assert!(grads.get(w.as_tensor()).is_some());
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+mod backend;
+mod batch_norm;
+mod conv;
+mod elementwise;
+mod matmul;
+mod storage;
+
+pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend};
+pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
+pub use conv::conv2d;
+pub use elementwise::add_relu;

@@ -1,0 +1,183 @@
+//! A bounds-checked, safe front for the `gemm` crate (the GEMM candle-core itself uses).
+
+use std::cell::RefCell;
+
+use candle_core::{Result, WithDType, bail};
+
+/// The element types our kernels support: `gemm` has microkernels for both.
+pub(crate) trait Float: WithDType + Send + Sync {
+    /// Runs `f` on this thread's scratch buffer of `len` elements, whose contents are whatever
+    /// the last user left: callers overwrite all of it. Reusing it saves an allocation, its
+    /// zeroing and its page faults on every im2col.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+thread_local! {
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+fn scratch<T: Float, R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, T::zero());
+            }
+            f(&mut buf[..len])
+        }
+        // Already in use further up this thread's stack: a fresh buffer.
+        Err(_) => f(&mut vec![T::zero(); len]),
+    })
+}
+
+impl Float for f32 {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        scratch(&SCRATCH_F32, len, f)
+    }
+}
+
+impl Float for f64 {
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        scratch(&SCRATCH_F64, len, f)
+    }
+}
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows x cols` matrix.
+    pub fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose, as a view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    fn fits(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|a| (self.cols - 1).checked_mul(self.cs).map(|b| (a, b)))
+            .and_then(|(a, b)| a.checked_add(b));
+        matches!(last, Some(l) if l < self.data.len())
+            && isize::try_from(self.rs).is_ok()
+            && isize::try_from(self.cs).is_ok()
+    }
+}
+
+/// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `dst` row-major `m x n`,
+/// single-threaded: callers parallelise over images, which keeps results independent of the
+/// thread count.
+pub(crate) fn gemm<T: Float>(
+    dst: &mut [T],
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+) -> Result<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    if rhs.rows != k || dst.len() != m * n || !lhs.fits() || !rhs.fits() {
+        bail!(
+            "gemm: shapes do not fit (lhs {m}x{k}, rhs {}x{n}, dst {} elements)",
+            rhs.rows,
+            dst.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(T::zero());
+        }
+        return Ok(());
+    }
+    let one = T::from_f64(1.0);
+    // SAFETY: `Mat::fits` checked that every element `(i, j)` with `i < rows`, `j < cols` of
+    // `lhs` and `rhs` lies inside its slice, and `dst` is a row-major `m x n` slice of exactly
+    // `m * n` elements borrowed mutably, so no read or write leaves its slice and `dst` aliases
+    // neither input. `T` is f32 or f64 (the `Float` trait), types `gemm` dispatches on; strides
+    // fit in isize (checked). `gemm` exposes no safe entry point, hence the one `unsafe` here.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            one,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_product_with_transposed_views_and_accumulation() {
+        let (m, k, n) = (3, 5, 7);
+        let a: Vec<f64> = (0..m * k).map(|i| i as f64 * 0.5 - 3.0).collect();
+        let b: Vec<f64> = (0..n * k).map(|i| (i % 7) as f64 - 2.0).collect();
+        // b holds an n x k matrix; use its transpose as the k x n right-hand side.
+        let mut dst = vec![1.0; m * n];
+        gemm(&mut dst, Mat::rows(&a, m, k), Mat::rows(&b, n, k).t(), true).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = 1.0 + (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f64>();
+                assert_eq!(dst[i * n + j], want);
+            }
+        }
+        assert!(
+            gemm(
+                &mut dst,
+                Mat::rows(&a, m, k),
+                Mat::rows(&b, k + 1, n),
+                false
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! Our kernels against candle's built-in ops (values and gradients, f32 and f64) and against
+//! finite differences (f64), on the odd shapes pruning leaves: one channel, widths that are no
+//! multiple of 16, stride 2, padding 0 and 1, batch 1, 1x1 convs.
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_nn::BatchNorm;
+use kernels::{BatchNormConfig, batch_norm_eval, batch_norm_train, conv2d};
+
+/// (batch, in channels, height, width, out channels, kernel, stride, padding)
+type ConvShape = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CONV_SHAPES: &[ConvShape] = &[
+    (1, 1, 5, 5, 1, 3, 1, 1),
+    (2, 3, 7, 9, 5, 3, 2, 1),
+    (3, 13, 8, 8, 17, 3, 1, 1),
+    (2, 6, 9, 7, 11, 1, 1, 0),
+    (2, 6, 9, 7, 11, 1, 2, 0),
+    (1, 4, 6, 6, 3, 3, 2, 0),
+    (2, 5, 4, 4, 7, 3, 1, 0),
+    (5, 16, 16, 16, 10, 3, 1, 1),
+    (17, 9, 8, 8, 24, 3, 2, 1),
+];
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let scale = b
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+        .max(1e-12);
+    let diff = (a - b).unwrap().abs().unwrap().max(0).unwrap();
+    diff.to_scalar::<f64>().unwrap() / scale
+}
+
+fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    // A cheap deterministic generator: the tests must not depend on candle's global RNG.
+    let n: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+/// Output, input gradient and weight gradient of `sum(conv(x, w) * r)`.
+fn conv_run(
+    x: &Var,
+    w: &Var,
+    r: &Tensor,
+    stride: usize,
+    pad: usize,
+    ours: bool,
+) -> (Tensor, Tensor, Tensor) {
+    let y = if ours {
+        conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap()
+    } else {
+        x.as_tensor()
+            .conv2d(w.as_tensor(), pad, stride, 1, 1)
+            .unwrap()
+    };
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    (
+        y,
+        g.get(x.as_tensor()).unwrap().clone(),
+        g.get(w.as_tensor()).unwrap().clone(),
+    )
+}
+
+#[test]
+fn conv_matches_candle_values_and_gradients() {
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
+        for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
+            let x = Var::from_tensor(&randn(&[b, cin, h, w], dtype, i as u64)).unwrap();
+            let wt = Var::from_tensor(&randn(&[cout, cin, k, k], dtype, 100 + i as u64)).unwrap();
+            let y_shape = x
+                .as_tensor()
+                .conv2d(wt.as_tensor(), pad, stride, 1, 1)
+                .unwrap();
+            let r = randn(y_shape.dims(), dtype, 200 + i as u64);
+            let ours = conv_run(&x, &wt, &r, stride, pad, true);
+            let theirs = conv_run(&x, &wt, &r, stride, pad, false);
+            for (what, a, b) in [
+                ("output", &ours.0, &theirs.0),
+                ("input grad", &ours.1, &theirs.1),
+                ("weight grad", &ours.2, &theirs.2),
+            ] {
+                let d = max_rel_diff(a, b);
+                assert!(d < tol, "{dtype:?} shape #{i} {what}: rel diff {d}");
+            }
+        }
+    }
+}
+
+/// Checks `<grad, v>` against the central difference of `loss` along `v`, for each input.
+fn check_directional(
+    loss: &dyn Fn(&[Tensor]) -> f64,
+    inputs: &[Tensor],
+    grads: &[Tensor],
+    what: &str,
+) {
+    let h = 1e-6;
+    for k in 0..inputs.len() {
+        let v = randn(inputs[k].dims(), DType::F64, 999 + k as u64);
+        let shifted = |s: f64| {
+            let mut xs = inputs.to_vec();
+            xs[k] = (&inputs[k] + (&v * s).unwrap()).unwrap();
+            loss(&xs)
+        };
+        let fd = (shifted(h) - shifted(-h)) / (2.0 * h);
+        let an = (&grads[k] * &v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(
+            (fd - an).abs() <= 1e-6 * (1.0 + an.abs()),
+            "{what} input {k}: finite difference {fd}, analytic {an}"
+        );
+    }
+}
+
+#[test]
+fn conv_gradients_match_finite_differences() {
+    for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().take(7).enumerate() {
+        let x = randn(&[b, cin, h, w], DType::F64, i as u64);
+        let wt = randn(&[cout, cin, k, k], DType::F64, 50 + i as u64);
+        let y = conv2d(&x, &wt, stride, pad).unwrap();
+        let r = randn(y.dims(), DType::F64, 70 + i as u64);
+        let loss = |xs: &[Tensor]| {
+            (conv2d(&xs[0], &xs[1], stride, pad).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let (xv, wv) = (
+            Var::from_tensor(&x).unwrap(),
+            Var::from_tensor(&wt).unwrap(),
+        );
+        let (_, gx, gw) = conv_run(&xv, &wv, &r, stride, pad, true);
+        check_directional(&loss, &[x, wt], &[gx, gw], &format!("conv shape #{i}"));
+    }
+}
+
+/// (shape, relu): BatchNorm2d and BatchNorm1d inputs, odd channel counts, batch 1 with space.
+const BN_SHAPES: &[(&[usize], bool)] = &[
+    (&[4, 3, 5, 5], false),
+    (&[4, 3, 5, 5], true),
+    (&[1, 7, 3, 4], true),
+    (&[2, 1, 8, 8], false),
+    (&[16, 10], false),
+    (&[9, 33, 2, 2], true),
+    (&[64, 16, 8, 8], true),
+];
+
+fn bn_params(c: usize, dtype: DType, seed: u64) -> (Var, Var, Tensor, Tensor) {
+    let gamma = (randn(&[c], dtype, seed) + 1.5).unwrap();
+    let beta = randn(&[c], dtype, seed + 1);
+    let rm = randn(&[c], dtype, seed + 2);
+    let rv = (randn(&[c], dtype, seed + 3).abs().unwrap() + 0.5).unwrap();
+    (
+        Var::from_tensor(&gamma).unwrap(),
+        Var::from_tensor(&beta).unwrap(),
+        rm,
+        rv,
+    )
+}
+
+#[test]
+fn batch_norm_matches_candle_in_training_and_evaluation() {
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 5e-5 } else { 1e-10 };
+        for (i, &(shape, relu)) in BN_SHAPES.iter().enumerate() {
+            let c = shape[1];
+            let (gamma, beta, rm, rv) = bn_params(c, dtype, 10 * i as u64);
+            let x = Var::from_tensor(&(randn(shape, dtype, i as u64).affine(3.0, 0.7)).unwrap())
+                .unwrap();
+            let r = randn(shape, dtype, 300 + i as u64);
+            for train in [true, false] {
+                // Each side gets its own copies of the running statistics.
+                let ours_rm = Var::from_tensor(&rm.copy().unwrap()).unwrap();
+                let ours_rv = Var::from_tensor(&rv.copy().unwrap()).unwrap();
+                let config = BatchNormConfig {
+                    relu,
+                    ..Default::default()
+                };
+                let y_ours = if train {
+                    batch_norm_train(
+                        x.as_tensor(),
+                        gamma.as_tensor(),
+                        beta.as_tensor(),
+                        &ours_rm,
+                        &ours_rv,
+                        config,
+                    )
+                } else {
+                    batch_norm_eval(
+                        x.as_tensor(),
+                        gamma.as_tensor(),
+                        beta.as_tensor(),
+                        ours_rm.as_tensor(),
+                        ours_rv.as_tensor(),
+                        config,
+                    )
+                }
+                .unwrap();
+                let candle_bn = BatchNorm::new_with_momentum(
+                    c,
+                    rm.copy().unwrap(),
+                    rv.copy().unwrap(),
+                    gamma.as_tensor().clone(),
+                    beta.as_tensor().clone(),
+                    1e-5,
+                    0.1,
+                )
+                .unwrap();
+                let mut y_theirs = candle_bn.forward_t(x.as_tensor(), train).unwrap();
+                if relu {
+                    y_theirs = y_theirs.relu().unwrap();
+                }
+                let what = format!("{dtype:?} {shape:?} relu {relu} train {train}");
+                assert!(max_rel_diff(&y_ours, &y_theirs) < tol, "{what}: output");
+                assert!(
+                    max_rel_diff(ours_rm.as_tensor(), candle_bn.running_mean()) < tol,
+                    "{what}: running mean"
+                );
+                assert!(
+                    max_rel_diff(ours_rv.as_tensor(), candle_bn.running_var()) < tol,
+                    "{what}: running var"
+                );
+                let g_ours = (&y_ours * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let g_theirs = (&y_theirs * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for v in [&x, &gamma, &beta] {
+                    let d = max_rel_diff(
+                        g_ours.get(v.as_tensor()).unwrap(),
+                        g_theirs.get(v.as_tensor()).unwrap(),
+                    );
+                    assert!(d < tol, "{what}: gradient rel diff {d}");
+                }
+                assert!(
+                    g_ours.get(ours_rm.as_tensor()).is_none(),
+                    "running stats get no gradient"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_gradients_match_finite_differences() {
+    for (i, &(shape, relu)) in BN_SHAPES.iter().take(6).enumerate() {
+        let c = shape[1];
+        let (gamma, beta, rm, rv) = bn_params(c, DType::F64, 20 * i as u64);
+        let x = (randn(shape, DType::F64, 40 + i as u64) * 2.0).unwrap();
+        let r = randn(shape, DType::F64, 60 + i as u64);
+        for train in [true, false] {
+            let config = BatchNormConfig {
+                relu,
+                ..Default::default()
+            };
+            let forward = |xs: &[Tensor]| {
+                let (m, v) = (
+                    Var::from_tensor(&rm.copy().unwrap()).unwrap(),
+                    Var::from_tensor(&rv.copy().unwrap()).unwrap(),
+                );
+                if train {
+                    batch_norm_train(&xs[0], &xs[1], &xs[2], &m, &v, config).unwrap()
+                } else {
+                    batch_norm_eval(&xs[0], &xs[1], &xs[2], &rm, &rv, config).unwrap()
+                }
+            };
+            let loss = |xs: &[Tensor]| {
+                (forward(xs) * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let xv = Var::from_tensor(&x).unwrap();
+            let inputs = [
+                xv.as_tensor().clone(),
+                gamma.as_tensor().clone(),
+                beta.as_tensor().clone(),
+            ];
+            let g = (forward(&inputs) * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grads: Vec<Tensor> = inputs.iter().map(|t| g.get(t).unwrap().clone()).collect();
+            let plain: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+            check_directional(
+                &loss,
+                &plain,
+                &grads,
+                &format!("bn {shape:?} relu {relu} train {train}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let x = Var::from_tensor(&randn(&[19, 12, 10, 10], DType::F32, 1)).unwrap();
+    let w = Var::from_tensor(&randn(&[20, 12, 3, 3], DType::F32, 2)).unwrap();
+    let (gamma, beta, rm, rv) = bn_params(20, DType::F32, 3);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (m, v) = (
+                Var::from_tensor(&rm.copy().unwrap()).unwrap(),
+                Var::from_tensor(&rv.copy().unwrap()).unwrap(),
+            );
+            let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+            let config = BatchNormConfig {
+                relu: true,
+                ..Default::default()
+            };
+            let z =
+                batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &m, &v, config).unwrap();
+            let g = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            [
+                z,
+                g.get(x.as_tensor()).unwrap().clone(),
+                g.get(w.as_tensor()).unwrap().clone(),
+                g.get(gamma.as_tensor()).unwrap().clone(),
+                m.as_tensor().clone(),
+                v.as_tensor().clone(),
+            ]
+            .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(3), "bitwise equal on 1 and 3 threads");
+    assert_eq!(one, run(1), "and from run to run");
+}
+
+#[test]
+fn conv_agrees_with_candle_nn_conv2d_module() {
+    // The models used candle_nn::Conv2d: same argument order (stride, padding) as its config.
+    let x = randn(&[2, 3, 6, 6], DType::F32, 5);
+    let w = randn(&[4, 3, 3, 3], DType::F32, 6);
+    let conv = candle_nn::Conv2d::new(
+        w.clone(),
+        None,
+        candle_nn::Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        },
+    );
+    let d = max_rel_diff(&conv2d(&x, &w, 2, 1).unwrap(), &conv.forward(&x).unwrap());
+    assert!(d < 2e-5, "{d}");
+}
+
+#[test]
+fn add_relu_matches_candle_values_and_gradients() {
+    for (i, shape) in [&[3usize, 5, 7, 7][..], &[1, 1, 2, 3], &[2, 40000]]
+        .iter()
+        .enumerate()
+    {
+        let a = Var::from_tensor(&randn(shape, DType::F32, i as u64)).unwrap();
+        let b = Var::from_tensor(&randn(shape, DType::F32, 10 + i as u64)).unwrap();
+        let r = randn(shape, DType::F32, 20 + i as u64);
+        let ours = kernels::add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert_eq!(max_rel_diff(&ours, &theirs), 0.0);
+        let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (&theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&a, &b] {
+            let d = max_rel_diff(
+                go.get(v.as_tensor()).unwrap(),
+                gt.get(v.as_tensor()).unwrap(),
+            );
+            assert_eq!(d, 0.0, "shape {shape:?}");
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_only_what_tracks_them() {
+    // A plain input (the images) gets no gradient; the weight still does, and the same as when
+    // the input is a variable.
+    let x = randn(&[2, 3, 8, 8], DType::F32, 1);
+    let w = Var::from_tensor(&randn(&[4, 3, 3, 3], DType::F32, 2)).unwrap();
+    let g = conv2d(&x, w.as_tensor(), 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(g.get(&x).is_none());
+    let xv = Var::from_tensor(&x).unwrap();
+    let gv = conv2d(xv.as_tensor(), w.as_tensor(), 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(gv.get(xv.as_tensor()).is_some());
+    assert_eq!(
+        max_rel_diff(
+            g.get(w.as_tensor()).unwrap(),
+            gv.get(w.as_tensor()).unwrap()
+        ),
+        0.0
+    );
+}
