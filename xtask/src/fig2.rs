@@ -459,23 +459,7 @@ pub fn run(args: &Args) -> Result<Option<exec::Summary>> {
         title.push_str(" (smoke: pipeline check, not a result)");
     }
     write_charts(&dir.join("fig2"), &panels, &budgets, &title)?;
-    eprintln!(
-        "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
-        summary.trained,
-        summary.pruned,
-        summary.skipped,
-        summary.failed.len(),
-        started.elapsed().as_secs_f64(),
-        dir.join("fig2.{svg,png,csv,md}").display()
-    );
-    if !summary.failed.is_empty() {
-        bail!(
-            "{} task(s) failed; rerun to retry them:\n{}",
-            summary.failed.len(),
-            summary.failed.join("\n")
-        );
-    }
-    Ok(Some(summary))
+    exec::conclude(summary, started, &dir.join("fig2.{svg,png,csv,md}")).map(Some)
 }
 
 #[cfg(test)]

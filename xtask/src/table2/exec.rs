@@ -22,6 +22,32 @@ pub struct Summary {
     pub failed: Vec<String>,
 }
 
+/// Prints what a reproduction did, once its report (`wrote`) is written, and turns failed
+/// tasks into an error: finished runs count in the report either way, and a rerun retries the rest.
+pub fn conclude(
+    summary: Summary,
+    started: std::time::Instant,
+    wrote: &std::path::Path,
+) -> Result<Summary> {
+    eprintln!(
+        "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
+        summary.trained,
+        summary.pruned,
+        summary.skipped,
+        summary.failed.len(),
+        started.elapsed().as_secs_f64(),
+        wrote.display()
+    );
+    if !summary.failed.is_empty() {
+        anyhow::bail!(
+            "{} task(s) failed; rerun to retry them:\n{}",
+            summary.failed.len(),
+            summary.failed.join("\n")
+        );
+    }
+    Ok(summary)
+}
+
 /// Runs one task (as `cargo xtask run-task` does on a cluster). Returns whether it did work.
 pub fn run_task(task: &Task, label: &str) -> Result<bool> {
     match task {

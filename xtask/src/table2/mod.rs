@@ -155,23 +155,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
     let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
     let rows = report::collect(&grid, &paper)?;
     report::write(&args.grid.results_dir, &rows, args.profile, profile.seeds)?;
-    eprintln!(
-        "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
-        summary.trained,
-        summary.pruned,
-        summary.skipped,
-        summary.failed.len(),
-        started.elapsed().as_secs_f64(),
-        args.grid.results_dir.join("table2.md").display()
-    );
-    if !summary.failed.is_empty() {
-        bail!(
-            "{} task(s) failed; rerun to retry them:\n{}",
-            summary.failed.len(),
-            summary.failed.join("\n")
-        );
-    }
-    Ok(Some(summary))
+    exec::conclude(summary, started, &args.grid.results_dir.join("table2.md")).map(Some)
 }
 
 /// The plan: one line per task, its cost in epochs x training images, and the totals.
