@@ -186,18 +186,7 @@ fn masked_weights_stay_zero_through_retraining_and_lrw_follows_the_origin() {
     let tensors = model.tensors().unwrap();
     let (mut pruned, mut moved) = (0usize, 0usize);
     for (name, mask) in masks.iter() {
-        let w = tensors[name]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let m = mask
-            .flatten_all()
-            .unwrap()
-            .to_dtype(candle_core::DType::F32)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let (w, m) = (values(&tensors[name]), values(mask));
         let before = Model::load_weights(&sparse, name);
         for ((w, m), b) in w.iter().zip(&m).zip(&before) {
             if *m == 0.0 {
@@ -219,12 +208,18 @@ struct Model;
 impl Model {
     fn load_weights(dir: &Path, name: &str) -> Vec<f32> {
         let (m, _) = train::engine::load_model(dir, &Device::Cpu).unwrap();
-        m.tensors().unwrap()[name]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        values(&m.tensors().unwrap()[name])
     }
+}
+
+/// A tensor's values in order, as f32.
+fn values(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -326,18 +321,7 @@ fn iterative_pruning_reaches_its_target_round_by_round() {
     let (model, _) = train::engine::load_model(&iter.join("round-2/run"), &Device::Cpu).unwrap();
     let tensors = model.tensors().unwrap();
     for (name, mask) in m1.iter() {
-        let w = tensors[name]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let m = mask
-            .flatten_all()
-            .unwrap()
-            .to_dtype(candle_core::DType::F32)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let (w, m) = (values(&tensors[name]), values(mask));
         assert!(
             w.iter().zip(&m).all(|(w, m)| *m != 0.0 || *w == 0.0),
             "{name}"
