@@ -42,6 +42,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Training allocates and frees activation-sized buffers every step: keep them in the process.
+    kernels::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.task {
         Command::Reproduce(args) => reproduce::run(args),

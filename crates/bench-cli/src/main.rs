@@ -47,6 +47,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Training allocates and frees activation-sized buffers every step: keep them in the process.
+    kernels::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

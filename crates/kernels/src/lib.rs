@@ -32,6 +32,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+mod alloc;
 mod backend;
 mod batch_norm;
 mod conv;
@@ -39,6 +40,7 @@ mod elementwise;
 mod matmul;
 mod storage;
 
+pub use alloc::keep_freed_memory;
 pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend};
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
