@@ -33,6 +33,8 @@
 //! ```
 
 mod alloc;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod backend;
 mod batch_norm;
 mod conv;

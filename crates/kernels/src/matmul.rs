@@ -10,6 +10,18 @@ pub(crate) trait Float: WithDType + Send + Sync {
     /// the last user left: callers overwrite all of it. Reusing it saves an allocation, its
     /// zeroing and its page faults on every im2col.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// Computes the product with a faster kernel than the `gemm` crate's where this CPU and
+    /// type have one, returning whether it did. Shapes are checked by the caller.
+    fn fast_gemm(
+        dst: &mut [Self],
+        lhs: Mat<'_, Self>,
+        rhs: Mat<'_, Self>,
+        accumulate: bool,
+    ) -> bool {
+        let _ = (dst, lhs, rhs, accumulate);
+        false
+    }
 }
 
 thread_local! {
@@ -37,6 +49,20 @@ fn scratch<T: Float, R>(
 impl Float for f32 {
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         scratch(&SCRATCH_F32, len, f)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn fast_gemm(
+        dst: &mut [Self],
+        lhs: Mat<'_, Self>,
+        rhs: Mat<'_, Self>,
+        accumulate: bool,
+    ) -> bool {
+        if !crate::avx512::suits(rhs) {
+            return false;
+        }
+        crate::avx512::sgemm(dst, lhs, rhs, accumulate);
+        true
     }
 }
 
@@ -119,6 +145,20 @@ pub(crate) fn gemm<T: Float>(
         }
         return Ok(());
     }
+    if !T::fast_gemm(dst, lhs, rhs, accumulate) {
+        gemm_crate(dst, lhs, rhs, accumulate);
+    }
+    Ok(())
+}
+
+/// The `gemm` crate's product; shapes checked by the caller.
+pub(crate) fn gemm_crate<T: Float>(
+    dst: &mut [T],
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let one = T::from_f64(1.0);
     // SAFETY: `Mat::fits` checked that every element `(i, j)` with `i < rows`, `j < cols` of
     // `lhs` and `rhs` lies inside its slice, and `dst` is a row-major `m x n` slice of exactly
@@ -149,7 +189,6 @@ pub(crate) fn gemm<T: Float>(
             gemm::Parallelism::None,
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]

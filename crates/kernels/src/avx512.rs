@@ -1,0 +1,351 @@
+//! An f32 GEMM for x86-64 CPUs with AVX-512, used in place of the `gemm` crate for the products
+//! it does faster (the `gemm` crate's AVX-512 kernels sit behind its nightly feature, so on
+//! stable Rust it runs AVX2).
+//!
+//! On the CPUs measured here (Zen 4) a 16-wide FMA retires at half the rate of an 8-wide one, so
+//! the gain is not in the arithmetic but in the layout. The left matrix (the filters) is packed
+//! into zero-padded panels of [`MR`] rows, one [`KC`]-deep slice at a time; the right matrix (the
+//! im2col buffer, row-major) is read in place, its last register per row masked; a
+//! register-blocked microkernel multiplies one panel by up to [`NR`] columns with 24
+//! accumulators. [`suits`] says where that beats the `gemm` crate. Results depend on the shapes
+//! only: the summation order over the inner dimension is fixed.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::{
+    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+};
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::matmul::Mat;
+
+/// Rows of a left panel (and of the register tile).
+const MR: usize = 8;
+/// f32 lanes of one register.
+const LANES: usize = 16;
+/// Most columns of a right block: three registers, so 8 x 3 = 24 accumulators, the three
+/// right-hand vectors and one broadcast fit AVX-512's 32 registers.
+const NR: usize = 3 * LANES;
+/// Deepest packed slice: a panel slice (8 KB) and the right block it meets (48 KB at most)
+/// stay in L1/L2 while the microkernel streams them.
+const KC: usize = 256;
+
+/// Whether this CPU runs the AVX-512 path (checked once).
+pub(crate) fn available() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+}
+
+/// Whether [`sgemm`] beats the `gemm` crate on this product, as measured by the ignored test
+/// `gemm_speed` (Zen 4, one core): twice as fast on a forward convolution's 16 x 144 x 1024, a
+/// little faster on 32 x 288 x 256, but slower where the right matrix has 64 columns or fewer
+/// (stage 3 of the CIFAR ResNets) or is a transposed view (the weight gradients), which the
+/// `gemm` crate packs better.
+pub(crate) fn suits(rhs: Mat<'_, f32>) -> bool {
+    rhs.cs == 1 && rhs.cols >= 2 * NR && available()
+}
+
+thread_local! {
+    /// Per-thread buffer of the packed left panels.
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `dst = lhs * rhs`, or `dst += lhs * rhs` with `accumulate`; `dst` row-major `m x n`. The
+/// caller has checked the shapes (`matmul::gemm`) and [`suits`].
+pub(crate) fn sgemm(dst: &mut [f32], lhs: Mat<'_, f32>, rhs: Mat<'_, f32>, accumulate: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(suits(rhs) && rhs.rows == k && dst.len() == m * n);
+    let panels = m.div_ceil(MR);
+    // Balanced slices of at most KC: 576 goes as 3 x 192, not 256 + 256 + 64.
+    let depth = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+    PACK.with(|pack| {
+        let mut fresh = Vec::new();
+        let mut borrowed = pack.try_borrow_mut();
+        // Re-entered on this thread (it is not, today): fall back to a fresh buffer.
+        let a_pack = match borrowed.as_deref_mut() {
+            Ok(p) => p,
+            Err(_) => &mut fresh,
+        };
+        if a_pack.len() < panels * MR * depth {
+            a_pack.resize(panels * MR * depth, 0.0);
+        }
+        for k0 in (0..k).step_by(depth) {
+            let kc = depth.min(k - k0);
+            let a_pack = &mut a_pack[..panels * MR * kc];
+            pack_lhs(lhs, k0, kc, a_pack);
+            let load_c = accumulate || k0 > 0;
+            let mut j0 = 0;
+            while j0 < n {
+                let vectors = block_vectors(n - j0);
+                let cols = (vectors * LANES).min(n - j0);
+                // The right matrix is read in place, row stride `rs`: packing it cost as much
+                // as a quarter of the GEMM time, since each of its values is used only m times.
+                let b = &rhs.data[k0 * rhs.rs + j0..];
+                for (p, a) in a_pack.chunks_exact(MR * kc).enumerate() {
+                    let i0 = p * MR;
+                    let tile = Tile {
+                        rows: MR.min(m - i0),
+                        cols,
+                        ldc: n,
+                        ldb: rhs.rs,
+                        load_c,
+                    };
+                    let c = &mut dst[i0 * n + j0..];
+                    match vectors {
+                        1 => tile.run::<1>(kc, a, b, c),
+                        2 => tile.run::<2>(kc, a, b, c),
+                        _ => tile.run::<3>(kc, a, b, c),
+                    }
+                }
+                j0 += cols;
+            }
+        }
+    });
+}
+
+/// Registers of the next column block when `left` columns remain: three, but never leave a
+/// lone one (4 registers go as 2 + 2, not 3 + 1: the 1-wide kernel is load-bound).
+fn block_vectors(left: usize) -> usize {
+    match left.div_ceil(LANES) {
+        v @ 1..=3 => v,
+        4 => 2,
+        _ => 3,
+    }
+}
+
+/// Packs rows `[i0, i0 + MR)` of `lhs`, columns `[k0, k0 + kc)`, panel by panel: panel `p`,
+/// depth `q`, row `r` at `p * MR * kc + q * MR + r`; rows past the end are zeros.
+fn pack_lhs(lhs: Mat<'_, f32>, k0: usize, kc: usize, out: &mut [f32]) {
+    for (p, panel) in out.chunks_exact_mut(MR * kc).enumerate() {
+        for r in 0..MR {
+            let i = p * MR + r;
+            if i >= lhs.rows {
+                for q in 0..kc {
+                    panel[q * MR + r] = 0.0;
+                }
+                continue;
+            }
+            let row = i * lhs.rs + k0 * lhs.cs;
+            for q in 0..kc {
+                panel[q * MR + r] = lhs.data[row + q * lhs.cs];
+            }
+        }
+    }
+}
+
+/// Where one microkernel call writes: `rows x cols` of `c`, row stride `ldc`.
+#[derive(Clone, Copy)]
+struct Tile {
+    rows: usize,
+    cols: usize,
+    ldc: usize,
+    /// Row stride of the right block.
+    ldb: usize,
+    load_c: bool,
+}
+
+impl Tile {
+    /// `c[..rows, ..cols] (+)= a_panel * b_block` for a block of `NV` registers' width.
+    fn run<const NV: usize>(self, kc: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        // The bounds the unchecked accesses below rely on.
+        assert!(
+            (1..=3).contains(&NV)
+                && (1..=MR).contains(&self.rows)
+                && self.cols > (NV - 1) * LANES
+                && self.cols <= NV * LANES
+                && a.len() >= kc * MR
+                && self.ldb >= self.cols
+                && b.len() >= (kc - 1) * self.ldb + self.cols
+                && c.len() >= (self.rows - 1) * self.ldc + self.cols
+        );
+        // SAFETY: `available()` (asserted in `sgemm`, the only caller) says the CPU has
+        // AVX-512F; the assert above bounds every access `micro` makes, as its comments show.
+        unsafe { micro::<NV>(self, kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+    }
+}
+
+/// The register-blocked kernel. Reads `a[..kc * MR]` and `b[q * ldb + j]` for `q < kc`,
+/// `j < cols`; reads (with `load_c`) and writes `c[i * ldc + j]` for `i < rows`, `j < cols`
+/// only: the last register of each row of `b` and `c` is accessed under a mask of its
+/// `cols - (NV - 1) * 16` valid lanes.
+#[target_feature(enable = "avx512f")]
+unsafe fn micro<const NV: usize>(t: Tile, kc: usize, a: *const f32, b: *const f32, c: *mut f32) {
+    let tail = t.cols - (NV - 1) * LANES;
+    let last: __mmask16 = if tail == LANES {
+        0xffff
+    } else {
+        (1u16 << tail) - 1
+    };
+    let mut acc: [[__m512; NV]; MR] = [[_mm512_setzero_ps(); NV]; MR];
+    for q in 0..kc {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, reg) in bv.iter_mut().enumerate() {
+            let mask = if v + 1 == NV { last } else { 0xffff };
+            // SAFETY: the lanes under `mask` are b[q * ldb + v * 16 + l] with
+            // v * 16 + l < cols, in bounds by the caller's assert; others are not read.
+            *reg = unsafe { _mm512_maskz_loadu_ps(mask, b.add(q * t.ldb + v * LANES)) };
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: q * MR + r < kc * MR <= a.len().
+            let ar = _mm512_set1_ps(unsafe { *a.add(q * MR + r) });
+            for (v, reg) in row.iter_mut().enumerate() {
+                *reg = _mm512_fmadd_ps(ar, bv[v], *reg);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        for (v, reg) in row.iter().enumerate() {
+            let mask = if v + 1 == NV { last } else { 0xffff };
+            // SAFETY: the lanes under `mask` are columns v * 16 + l < cols of row r < rows,
+            // inside `c` by the caller's assert; masked-off lanes are neither read nor written.
+            unsafe {
+                let ptr = c.add(r * t.ldc + v * LANES);
+                let sum = if t.load_c {
+                    _mm512_add_ps(*reg, _mm512_maskz_loadu_ps(mask, ptr))
+                } else {
+                    *reg
+                };
+                _mm512_mask_storeu_ps(ptr, mask, sum);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: Mat<'_, f32>, b: Mat<'_, f32>, init: &[f32]) -> Vec<f64> {
+        let mut out = Vec::with_capacity(a.rows * b.cols);
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                let mut s = init[i * b.cols + j] as f64;
+                for p in 0..a.cols {
+                    s += a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+                }
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, mul: usize, modulo: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * mul) % modulo) as f32 * 0.25 - 1.5)
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_naive_product_on_odd_shapes() {
+        if !available() {
+            eprintln!("no AVX-512 on this CPU: nothing to test");
+            return;
+        }
+        // Row tails (13 = 8 + 5), column tails of every width, depths over KC, a right matrix
+        // with a row stride longer than its width, and accumulation.
+        for &(m, k, n, ldb) in &[
+            (1, 1, 96, 96),
+            (13, 7, 97, 97),
+            (16, 144, 1024, 1024),
+            (8, 300, 100, 103),
+            (5, 600, 129, 129),
+            (24, 9, 113, 120),
+        ] {
+            let a = values(m * k, 7, 13);
+            let b = values(k * ldb, 5, 11);
+            let lhs = Mat::rows(&a, m, k);
+            let rhs = Mat {
+                data: &b,
+                rows: k,
+                cols: n,
+                rs: ldb,
+                cs: 1,
+            };
+            assert!(suits(rhs));
+            let init = values(m * n, 3, 5);
+            for accumulate in [false, true] {
+                let mut dst = if accumulate {
+                    init.clone()
+                } else {
+                    vec![f32::NAN; m * n]
+                };
+                sgemm(&mut dst, lhs, rhs, accumulate);
+                let zeros = vec![0.0; m * n];
+                let want = naive(lhs, rhs, if accumulate { &init } else { &zeros });
+                for (got, want) in dst.iter().zip(&want) {
+                    assert!(
+                        (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{m}x{k}x{n}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_everything_outside_the_destination_alone() {
+        if !available() {
+            return;
+        }
+        // A 5 x 100 product written into the middle of a larger buffer through a slice.
+        let (m, k, n) = (5, 3, 100);
+        let a = vec![1.0f32; m * k];
+        let b = vec![1.0f32; k * n];
+        let mut buf = vec![-7.0f32; m * n + 40];
+        sgemm(
+            &mut buf[20..20 + m * n],
+            Mat::rows(&a, m, k),
+            Mat::rows(&b, k, n),
+            false,
+        );
+        assert!(buf[..20].iter().all(|&v| v == -7.0));
+        assert!(buf[20..20 + m * n].iter().all(|&v| v == 3.0));
+        assert!(buf[20 + m * n..].iter().all(|&v| v == -7.0));
+    }
+
+    #[test]
+    fn suits_row_major_right_matrices_of_96_columns_or_more() {
+        let b = vec![0.0f32; 96 * 3];
+        assert_eq!(suits(Mat::rows(&b, 3, 96)), available());
+        assert!(!suits(Mat::rows(&b, 96, 3).t()));
+        assert!(!suits(Mat::rows(&b, 4, 72)));
+    }
+
+    /// Not a test: GFLOP/s of this kernel against the `gemm` crate on the CIFAR ResNets'
+    /// forward shapes (filters x im2col buffer):
+    /// `cargo test --release -p kernels gemm_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_speed() {
+        if !available() {
+            return;
+        }
+        for &(m, k, n) in &[(16, 144, 1024), (32, 288, 256), (64, 576, 64)] {
+            let (a, b) = (values(m * k, 7, 13), values(k * n, 5, 11));
+            let (lhs, rhs) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
+            let mut dst = vec![0.0f32; m * n];
+            let reps = (2e9 / (2.0 * (m * k * n) as f64)) as usize;
+            let flops = 2.0 * (m * k * n * reps) as f64;
+            let mut time = |ours: bool| {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    if ours {
+                        sgemm(&mut dst, lhs, rhs, false);
+                    } else {
+                        crate::matmul::gemm_crate(&mut dst, lhs, rhs, false);
+                    }
+                }
+                flops / t.elapsed().as_secs_f64() / 1e9
+            };
+            let crate_speed = time(false).max(time(false));
+            let ours = if suits(rhs) {
+                format!("{:.1}", time(true).max(time(true)))
+            } else {
+                "not used".into()
+            };
+            println!("{m}x{k}x{n}: gemm crate {crate_speed:.1} GFLOP/s, ours {ours}");
+        }
+    }
+}
