@@ -1,7 +1,7 @@
 //! The whole chain from the command line: train -> prune (PFEC-B) -> retrain (CLR) -> eval, the
 //! unstructured chain whose masked weights stay exactly zero through retraining, and the
-//! Scratch-E/B budgets. On a tiny dataset in the real Fashion-MNIST format, so it runs in
-//! seconds on a CPU.
+//! Scratch-E/B budgets, and `--device`. On a tiny dataset in the real Fashion-MNIST format, so
+//! it runs in seconds on a CPU.
 
 mod common;
 
@@ -342,4 +342,89 @@ fn iterative_pruning_reaches_its_target_round_by_round() {
         s(&iter),
     ]);
     assert!(!o.status.success() && common::stderr(&o).contains("--method mwp or random-weight"));
+}
+
+/// `--device`: `cpu` is the default and gives the same numbers; `cuda` in a build without CUDA
+/// (the one tests run) fails at once, before any run directory exists, saying how to get a CUDA
+/// build; a name that is no device is a usage error naming the accepted forms.
+#[test]
+fn device_cpu_runs_and_cuda_without_a_cuda_build_says_how_to_build_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::bars(tmp.path(), 10, 6);
+    let model = tmp.path().join("model");
+    let config = models::ModelConfig::from_name("resnet20", 10, 1).unwrap();
+    models::Model::init(&config, 0, &Device::Cpu)
+        .unwrap()
+        .save(&model)
+        .unwrap();
+    let eval = |device: Option<&str>| {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            s(&model),
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            s(&data),
+            "--format",
+            "json",
+        ];
+        args.extend(device.map(|d| ["--device", d]).into_iter().flatten());
+        common::prunebench(&args)
+    };
+    let report = |o: &std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", common::stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (cpu, default) = (report(&eval(Some("cpu"))), report(&eval(None)));
+    assert_eq!(cpu["images"], 6);
+    assert_eq!(cpu, default, "cpu is the default device");
+
+    let bad = eval(Some("gpu"));
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(
+        common::stderr(&bad).contains("cpu, cuda or cuda:N"),
+        "{}",
+        common::stderr(&bad)
+    );
+
+    if candle_core::utils::cuda_is_available() {
+        return;
+    }
+    let cuda = eval(Some("cuda"));
+    let err = common::stderr(&cuda);
+    assert_eq!(cuda.status.code(), Some(1), "{err}");
+    assert!(cuda.stdout.is_empty());
+    for needle in [
+        "device 'cuda:0'",
+        "built without CUDA",
+        "scripts/build-cuda.sh",
+        "--features cuda",
+    ] {
+        assert!(err.contains(needle), "'{needle}' in: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    let run = tmp.path().join("run");
+    let train = common::prunebench(&[
+        "train",
+        "--arch",
+        "resnet20",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--epochs",
+        "1",
+        "--out",
+        s(&run),
+        "--device",
+        "cuda:1",
+    ]);
+    assert_eq!(train.status.code(), Some(1));
+    assert!(common::stderr(&train).contains("built without CUDA"));
+    assert!(
+        !run.exists(),
+        "nothing written for a device that cannot run"
+    );
 }

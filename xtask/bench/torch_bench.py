@@ -4,7 +4,10 @@ The same networks as prunebench's `models` crate (Liu et al.'s l1-norm-pruning R
 convs, BasicBlocks, option-A shortcut of a 2x2 average pool plus zero channels), random
 32x32 RGB inputs, a training step = forward in training mode, cross-entropy, backward, SGD
 (momentum 0.9, weight decay 1e-4); inference = forward in eval mode under torch.inference_mode.
-channels_last memory format (oneDNN's fast path on CPU). Prints one JSON object per line.
+On the CPU, channels_last memory format (oneDNN's fast path). With --device cuda[:N], model and
+data on that GPU in PyTorch's default (contiguous NCHW) format, TF32 off so convolutions and
+matmuls compute in full f32 as candle's CUDA backend does, and torch.cuda.synchronize() around
+every timed loop. Prints one JSON object per line.
 
 PyTorch is only a point of comparison: prunebench never needs it.
 """
@@ -59,12 +62,23 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-def measure(depth, train_batch, infer_batch, iters, warmup):
+def memory_format(device):
+    return torch.contiguous_format if device.type == "cuda" else torch.channels_last
+
+
+def measure(depth, train_batch, infer_batch, iters, warmup, device):
     torch.manual_seed(1)
-    model = ResNet(depth).to(memory_format=torch.channels_last)
+    fmt = memory_format(device)
+
+    def sync():
+        # CUDA kernels run after the calls return: wait for them before reading the clock.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    model = ResNet(depth).to(device=device, memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(train_batch, 3, 32, 32).to(memory_format=torch.channels_last)
-    y = torch.arange(train_batch) % 10
+    x = torch.randn(train_batch, 3, 32, 32).to(device=device, memory_format=fmt)
+    y = (torch.arange(train_batch) % 10).to(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -74,19 +88,23 @@ def measure(depth, train_batch, infer_batch, iters, warmup):
     model.train()
     for _ in range(warmup):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(iters):
         step()
+    sync()
     train = iters * train_batch / (time.perf_counter() - t)
 
     model.eval()
-    xi = torch.randn(infer_batch, 3, 32, 32).to(memory_format=torch.channels_last)
+    xi = torch.randn(infer_batch, 3, 32, 32).to(device=device, memory_format=fmt)
     with torch.inference_mode():
         for _ in range(warmup):
             model(xi).sum().item()
+        sync()
         t = time.perf_counter()
         for _ in range(iters):
             model(xi).sum().item()
+        sync()
         infer = iters * infer_batch / (time.perf_counter() - t)
     return train, infer
 
@@ -99,16 +117,32 @@ def main():
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            p.error(f"--device {a.device}: this PyTorch sees no CUDA GPU")
+        # Full f32, as candle computes (its f32 GEMMs do not use TF32 unless asked to).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        device_name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        device_name = "cpu"
+    else:
+        p.error(f"--device takes cpu, cuda or cuda:N, not {a.device}")
     for name in a.models.split(","):
         depth = int(name.removeprefix("resnet"))
-        train, infer = measure(depth, a.train_batch, a.infer_batch, a.iters, a.warmup)
+        train, infer = measure(depth, a.train_batch, a.infer_batch, a.iters, a.warmup, device)
         print(json.dumps({
             "model": name,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "device": str(device),
+            "device_name": device_name,
+            "memory_format": str(memory_format(device)).removeprefix("torch."),
             "train_images_per_sec": train,
             "inference_images_per_sec": infer,
         }), flush=True)

@@ -7,8 +7,13 @@
 //! backward and the SGD update (momentum 0.9, weight decay 1e-4). Inference is a forward pass in
 //! evaluation mode. Inputs are random 32x32 RGB images. The backends are measured one after the
 //! other for each model, so a load change on a shared machine hits the ratios as little as can be.
+//!
+//! `--device cuda` measures candle's CUDA backend instead, and PyTorch on the same GPU. Our
+//! kernels are CPU ops (the models take candle's ops for any other device, see
+//! `kernels::use_ours`), so there "candle's ops" and "ours" are one measurement and the table has
+//! one candle column.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -17,6 +22,7 @@ use candle_core::{DType, Device, ModuleT, Tensor};
 use kernels::{Backend, with_backend};
 use models::{Model, ModelConfig};
 use prune_core::PfecVersion;
+use train::device::DeviceSpec;
 use train::sgd::{Sgd, SgdConfig};
 
 #[derive(clap::Args)]
@@ -45,6 +51,10 @@ pub struct Args {
     /// Skip the pruned-model table.
     #[arg(long)]
     no_pruned: bool,
+    /// cpu (candle's ops against our kernels), or cuda / cuda:N (candle's CUDA backend, which
+    /// needs xtask built with --features cuda; see docs/cuda.md). PyTorch runs on the same device.
+    #[arg(long, value_name = "cpu|cuda|cuda:N", default_value = "cpu")]
+    device: DeviceSpec,
     /// Measure in this process even when it is a debug build (by default a debug build re-runs
     /// the benchmark as `cargo run --release`: dependencies are optimised in dev builds too, but
     /// keep their debug assertions, which slow candle's ops several times over).
@@ -82,16 +92,17 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn measure(config: &ModelConfig, backend: Backend, args: &Args) -> Result<Speed> {
+/// Times `config` on `device`. The backend matters on the CPU only: `kernels::use_ours` is false
+/// for other devices, so there both backends run candle's ops.
+fn measure(config: &ModelConfig, backend: Backend, args: &Args, device: &Device) -> Result<Speed> {
     with_backend(backend, || -> Result<Speed> {
-        let device = Device::Cpu;
-        let model = Model::init(config, 1, &device)?;
+        let model = Model::init(config, 1, device)?;
         let mut sgd = Sgd::new(model.trainable_vars(), SgdConfig::default())?;
         let c = config.in_channels();
-        let x = Tensor::randn(0f32, 1.0, (args.train_batch, c, 32, 32), &device)?;
+        let x = Tensor::randn(0f32, 1.0, (args.train_batch, c, 32, 32), device)?;
         let classes = config.num_classes() as u32;
         let labels: Vec<u32> = (0..args.train_batch as u32).map(|i| i % classes).collect();
-        let y = Tensor::from_vec(labels, args.train_batch, &device)?;
+        let y = Tensor::from_vec(labels, args.train_batch, device)?;
         let mut step = || -> Result<()> {
             let logits = model.forward_t(&x, true)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
@@ -101,15 +112,22 @@ fn measure(config: &ModelConfig, backend: Backend, args: &Args) -> Result<Speed>
         for _ in 0..args.warmup {
             step()?;
         }
+        // A GPU runs the queued steps after the calls return: wait for them around the clock.
+        device.synchronize()?;
         let (t, cpu0) = (Instant::now(), cpu_seconds());
         for _ in 0..args.iters {
             step()?;
         }
+        device.synchronize()?;
         let wall = t.elapsed().as_secs_f64();
-        let cores_busy = cpu0.zip(cpu_seconds()).map(|(a, b)| (b - a) / wall);
+        let cores_busy = if device.is_cpu() {
+            cpu0.zip(cpu_seconds()).map(|(a, b)| (b - a) / wall)
+        } else {
+            None
+        };
         let train = (args.iters * args.train_batch) as f64 / wall;
 
-        let xi = Tensor::randn(0f32, 1.0, (args.infer_batch, c, 32, 32), &device)?;
+        let xi = Tensor::randn(0f32, 1.0, (args.infer_batch, c, 32, 32), device)?;
         let infer = || -> Result<f32> {
             Ok(model
                 .forward_t(&xi, false)?
@@ -117,9 +135,11 @@ fn measure(config: &ModelConfig, backend: Backend, args: &Args) -> Result<Speed>
                 .sum_all()?
                 .to_scalar::<f32>()?)
         };
+        // `to_scalar` copies the result back, which waits for the GPU.
         for _ in 0..args.warmup {
             infer()?;
         }
+        device.synchronize()?;
         let t = Instant::now();
         for _ in 0..args.iters {
             infer()?;
@@ -149,10 +169,26 @@ fn torch_available(python: &PathBuf) -> bool {
 }
 
 fn torch_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/torch_bench.py")
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/torch_bench.py");
+    if built.is_file() {
+        built
+    } else {
+        // A binary carried to another machine (a GPU one, which has no Rust): the checkout
+        // it runs from.
+        PathBuf::from("xtask/bench/torch_bench.py")
+    }
 }
 
-fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, String)> {
+/// What the PyTorch side reports besides its speeds: its version and how it ran.
+struct TorchRun {
+    version: String,
+    /// channels_last (CPU) or contiguous (CUDA).
+    memory_format: String,
+    /// `cpu`, or the GPU's name.
+    device_name: String,
+}
+
+fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, TorchRun)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(python)
         .arg(torch_script())
@@ -162,6 +198,7 @@ fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, S
         .args(["--train-batch", &args.train_batch.to_string()])
         .args(["--infer-batch", &args.infer_batch.to_string()])
         .args(["--threads", &threads.to_string()])
+        .args(["--device", &args.device.to_string()])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
@@ -177,13 +214,18 @@ fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, S
         .context("torch_bench.py printed nothing")?;
     let v: serde_json::Value = serde_json::from_str(line).context("torch_bench.py output")?;
     let num = |k: &str| v[k].as_f64().with_context(|| format!("{k} in {line}"));
+    let text = |k: &str| v[k].as_str().unwrap_or("?").to_string();
     Ok((
         Speed {
             train: num("train_images_per_sec")?,
             infer: num("inference_images_per_sec")?,
             cores_busy: None,
         },
-        v["torch"].as_str().unwrap_or("?").to_string(),
+        TorchRun {
+            version: text("torch"),
+            memory_format: text("memory_format"),
+            device_name: text("device_name"),
+        },
     ))
 }
 
@@ -198,23 +240,35 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// Reads one mode's number (training or inference) from a measurement.
+type Pick = fn(&Speed) -> f64;
+
+/// The two rows of a model: training and inference.
+const MODES: [(&str, Pick); 2] = [
+    ("train", |s: &Speed| s.train),
+    ("infer", |s: &Speed| s.infer),
+];
+
 pub fn run(args: Args) -> Result<()> {
+    // Before anything is built or measured: a device this build cannot open fails here, with
+    // the reason (no CUDA in this build, no such GPU).
+    let device = crate::open_device(args.device)?;
     if cfg!(debug_assertions) && !args.here {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "bench",
-                "--here",
-            ])
+        let mut release = Command::new(cargo);
+        release.args(["run", "--release", "--quiet", "--package", "xtask"]);
+        // The release build needs the CUDA backend this one has.
+        if cfg!(feature = "cuda") {
+            release.args(["--features", "cuda"]);
+        }
+        let status = release
+            .args(["--", "bench", "--here"])
             .args(std::env::args_os().skip(2))
             .status()
-            .context("re-running the benchmark as a release build")?;
+            .context(
+                "re-running the benchmark as a release build (where there is no cargo, pass \
+                 --here to measure this build)",
+            )?;
         if !status.success() {
             bail!("the release build of the benchmark failed ({status})");
         }
@@ -223,9 +277,64 @@ pub fn run(args: Args) -> Result<()> {
     if args.iters == 0 || args.train_batch < 2 || args.infer_batch == 0 {
         bail!("--iters must be >= 1, --train-batch >= 2 (BatchNorm), --infer-batch >= 1");
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let py = python(&args);
     let torch = !args.no_torch && torch_available(&py);
+    if device.is_cpu() {
+        bench_cpu(&args, &py, torch)?;
+    } else {
+        bench_gpu(&args, &device, &py, torch)?;
+    }
+    if args.no_pruned {
+        return Ok(());
+    }
+    let what = if device.is_cpu() {
+        "our kernels".to_string()
+    } else {
+        format!("candle on {}", args.device)
+    };
+    println!("\nPruned (PFEC) against unpruned, {what}:\n");
+    println!(
+        "| model | params | FLOPs | train img/s | infer img/s | train speed-up | infer speed-up | FLOPs ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, version) in [("resnet56", Some(PfecVersion::B)), ("vgg16", None)] {
+        let full = ModelConfig::from_name(name, 10, 3)?;
+        let pruned = train::prune::pfec_config(&full, version)?;
+        let base = measure(&full, Backend::Ours, &args, &device)?;
+        let small = measure(&pruned, Backend::Ours, &args, &device)?;
+        let label = match version {
+            Some(v) => format!("{name}-{v}"),
+            None => format!("{name} (PFEC)"),
+        };
+        for (label, config, s) in [(name.to_string(), &full, base), (label, &pruned, small)] {
+            println!(
+                "| {label} | {} | {:.1}M | {:.1} | {:.1} | {:.2}x | {:.2}x | {:.2}x |",
+                config.params(),
+                config.flops() as f64 / 1e6,
+                s.train,
+                s.infer,
+                s.train / base.train,
+                s.infer / base.infer,
+                full.flops() as f64 / config.flops() as f64,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn torch_missing(args: &Args, py: &Path, torch: bool) {
+    if !args.no_torch && !torch {
+        println!(
+            "PyTorch: not available with {} (set PRUNEBENCH_PYTHON or --python)",
+            py.display()
+        );
+    }
+}
+
+/// The CPU table: candle's built-in ops, our kernels and PyTorch.
+fn bench_cpu(args: &Args, py: &PathBuf, torch: bool) -> Result<()> {
+    let device = Device::Cpu;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "CPU, {threads} threads; {} timed iterations after {} warm-up; training batch {}, inference batch {}; load average at start: {}",
         args.iters,
@@ -234,35 +343,27 @@ pub fn run(args: Args) -> Result<()> {
         args.infer_batch,
         load_average()
     );
-    if !args.no_torch && !torch {
-        println!(
-            "PyTorch: not available with {} (set PRUNEBENCH_PYTHON or --python)",
-            py.display()
-        );
-    }
+    torch_missing(args, py, torch);
     println!();
     println!(
         "| model | mode | candle img/s | ours img/s | ours / candle | PyTorch img/s | ours / PyTorch | cores busy (ours, train) |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let mut torch_version = None;
+    let mut torch_run = None;
     for name in ["resnet20", "resnet56"] {
         let config = ModelConfig::from_name(name, 10, 3)?;
         let candle = (!args.no_candle)
-            .then(|| measure(&config, Backend::Candle, &args))
+            .then(|| measure(&config, Backend::Candle, args, &device))
             .transpose()?;
-        let ours = measure(&config, Backend::Ours, &args)?;
+        let ours = measure(&config, Backend::Ours, args, &device)?;
         let pt = if torch {
-            let (s, v) = measure_torch(&py, name, &args)?;
-            torch_version = Some(v);
+            let (s, r) = measure_torch(py, name, args)?;
+            torch_run = Some(r);
             Some(s)
         } else {
             None
         };
-        for (mode, pick) in [
-            ("train", (|s: &Speed| s.train) as fn(&Speed) -> f64),
-            ("infer", |s: &Speed| s.infer),
-        ] {
+        for (mode, pick) in MODES {
             let (c, o, p) = (
                 candle.as_ref().map(pick),
                 Some(pick(&ours)),
@@ -283,42 +384,68 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    if let Some(v) = torch_version {
+    if let Some(r) = torch_run {
         println!(
-            "\nPyTorch {v}, channels_last, {threads} threads ({}).",
+            "\nPyTorch {}, {}, {threads} threads ({}).",
+            r.version,
+            r.memory_format,
             py.display()
         );
     }
     println!("\nload average at end: {}", load_average());
-    if args.no_pruned {
-        return Ok(());
-    }
-    println!("\nPruned (PFEC) against unpruned, our kernels:\n");
+    Ok(())
+}
+
+/// The GPU table: candle's CUDA ops (our kernels are CPU ops, so "ours" is candle there) and
+/// PyTorch on the same GPU.
+fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<()> {
     println!(
-        "| model | params | FLOPs | train img/s | infer img/s | train speed-up | infer speed-up | FLOPs ratio |"
+        "{} (candle's CUDA backend, f32); {} timed iterations after {} warm-up; training batch {}, inference batch {}",
+        args.device, args.iters, args.warmup, args.train_batch, args.infer_batch
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, version) in [("resnet56", Some(PfecVersion::B)), ("vgg16", None)] {
-        let full = ModelConfig::from_name(name, 10, 3)?;
-        let pruned = train::prune::pfec_config(&full, version)?;
-        let base = measure(&full, Backend::Ours, &args)?;
-        let small = measure(&pruned, Backend::Ours, &args)?;
-        let label = match version {
-            Some(v) => format!("{name}-{v}"),
-            None => format!("{name} (PFEC)"),
+    println!(
+        "Our kernels are CPU ops: on {} the models run candle's built-in ops, so 'candle' and 'ours' are one measurement (one column){}.",
+        args.device,
+        if args.no_candle {
+            "; --no-candle does not apply"
+        } else {
+            ""
+        }
+    );
+    torch_missing(args, py, torch);
+    println!();
+    println!("| model | mode | candle img/s | PyTorch img/s | candle / PyTorch |");
+    println!("|---|---|---:|---:|---:|");
+    let mut torch_run = None;
+    for name in ["resnet20", "resnet56"] {
+        let config = ModelConfig::from_name(name, 10, 3)?;
+        let candle = measure(&config, Backend::Ours, args, device)?;
+        let pt = if torch {
+            let (s, r) = measure_torch(py, name, args)?;
+            torch_run = Some(r);
+            Some(s)
+        } else {
+            None
         };
-        for (label, config, s) in [(name.to_string(), &full, base), (label, &pruned, small)] {
+        for (mode, pick) in MODES {
+            let (c, p) = (Some(pick(&candle)), pt.as_ref().map(pick));
             println!(
-                "| {label} | {} | {:.1}M | {:.1} | {:.1} | {:.2}x | {:.2}x | {:.2}x |",
-                config.params(),
-                config.flops() as f64 / 1e6,
-                s.train,
-                s.infer,
-                s.train / base.train,
-                s.infer / base.infer,
-                full.flops() as f64 / config.flops() as f64,
+                "| {name} | {mode} | {} | {} | {} |",
+                cell(c, 1),
+                cell(p, 1),
+                ratio(c, p),
             );
         }
+    }
+    if let Some(r) = torch_run {
+        println!(
+            "\nPyTorch {} on {} ({}), {}, TF32 off (full f32, as candle) ({}).",
+            r.version,
+            args.device,
+            r.device_name,
+            r.memory_format,
+            py.display()
+        );
     }
     Ok(())
 }

@@ -443,8 +443,9 @@ pub fn run(args: &Args) -> Result<Option<exec::Summary>> {
         print!("{}", t2::plan_text(&grid, &profile));
         return Ok(None);
     }
+    let device = crate::open_device(args.grid.device)?;
     let started = Instant::now();
-    let summary = exec::execute(&grid, args.grid.jobs);
+    let summary = exec::execute(&grid, args.grid.jobs, &device);
     let panels = collect(&grid, &points, &methods)?;
     std::fs::create_dir_all(&args.grid.results_dir)
         .with_context(|| format!("cannot create {}", args.grid.results_dir.display()))?;

@@ -4,7 +4,8 @@
 //! 72 epochs) to `results/fig1.svg`; `reproduce fig2` runs Figure 2's grid (accuracy against
 //! the retraining budget) and draws it to `results/fig2.svg` and `.png`; `reproduce table2` runs
 //! Table 2's grid and writes `results/table2.md` and `.csv`; `bench` prints training and
-//! inference images/s of candle's ops, our kernels and PyTorch side by side; `run-task` (hidden)
+//! inference images/s of candle's ops, our kernels and PyTorch side by side (`--device cuda`:
+//! candle's CUDA backend and PyTorch on the GPU); `run-task` (hidden)
 //! runs one task of an emitted grid; `make-sample` writes the bundled Fashion-MNIST sample.
 
 mod bench;
@@ -36,9 +37,25 @@ enum Command {
     /// Slurm array task calls.
     #[command(hide = true)]
     RunTask {
+        /// Where a training task computes: cpu, cuda or cuda:N.
+        #[arg(long, value_name = "cpu|cuda|cuda:N", default_value = "cpu")]
+        device: train::device::DeviceSpec,
         /// The task file (tasks/NNNN.json).
         file: std::path::PathBuf,
     },
+}
+
+/// Opens `--device`. The library's error for CUDA without a CUDA build names the `prunebench`
+/// build script; xtask is built another way.
+fn open_device(spec: train::device::DeviceSpec) -> anyhow::Result<candle_core::Device> {
+    match spec.open() {
+        Err(train::Error::NoCuda { device }) => Err(anyhow::anyhow!(
+            "device '{device}': this xtask was built without CUDA support; build it with CUDA: \
+             `source scripts/cuda-env.sh`, then `cargo run -p xtask --features cuda -- ...` \
+             (docs/cuda.md)"
+        )),
+        other => Ok(other?),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,7 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MakeSample(args) => sample::run(args),
-        Command::RunTask { file } => table2::run_task_file(&file),
+        Command::RunTask { device, file } => table2::run_task_file(&file, device),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

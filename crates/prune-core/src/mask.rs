@@ -130,12 +130,14 @@ impl Masks {
         Ok(())
     }
 
-    /// Saves the masks as a safetensors file of u8 tensors, by weight name.
+    /// Saves the masks as a safetensors file of u8 tensors, by weight name, from any device.
     pub fn save(&self, path: &Path) -> Result<()> {
+        // Copied to the CPU here, where a failure is an error: candle's writer copies GPU
+        // tensors itself, but unwraps the result.
         let bytes: HashMap<String, Tensor> = self
             .masks
             .iter()
-            .map(|(n, m)| Ok((n.clone(), m.to_dtype(DType::U8)?)))
+            .map(|(n, m)| Ok((n.clone(), m.to_dtype(DType::U8)?.to_device(&Device::Cpu)?)))
             .collect::<Result<_>>()?;
         candle_core::safetensors::save(&bytes, path).map_err(|source| Error::Io {
             file: path.to_path_buf(),

@@ -544,7 +544,12 @@ fn checkpoint(
         masks.save(&dir.join(MASKS_FILE))?;
     }
     let opt_path = dir.join(OPTIMIZER_FILE);
-    let opt: HashMap<String, Tensor> = sgd.state();
+    // On the CPU first: candle's writer would copy GPU tensors itself but unwraps the result.
+    let opt = sgd
+        .state()
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+        .collect::<Result<HashMap<String, Tensor>>>()?;
     candle_core::safetensors::save(&opt, &opt_path)?;
     let improved = state.best.as_ref().is_none_or(|b| m.val_acc > b.val_acc);
     if improved {

@@ -14,6 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod device;
 pub mod engine;
 pub mod prune;
 pub mod recipe;
@@ -85,6 +86,26 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A device name that is not `cpu`, `cuda` or `cuda:N`.
+    #[error("unknown device '{0}': use cpu, cuda or cuda:N (N = the GPU's index, from 0)")]
+    UnknownDevice(String),
+    /// A CUDA device asked of a build without candle's CUDA backend.
+    #[error(
+        "device '{device}': this binary was built without CUDA support; build one with \
+         scripts/build-cuda.sh (cargo build --features cuda, see docs/cuda.md), or use the cpu"
+    )]
+    NoCuda {
+        /// The device asked for.
+        device: String,
+    },
+    /// A CUDA device that the CUDA build could not open (no such GPU, no driver).
+    #[error("device '{device}': cannot open it: {source}")]
+    CudaDevice {
+        /// The device asked for.
+        device: String,
+        /// candle's (cudarc's) error.
+        source: candle_core::Error,
+    },
 }
 
 /// The crate's result type.

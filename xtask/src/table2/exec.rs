@@ -4,6 +4,7 @@
 use std::sync::{Condvar, Mutex};
 
 use anyhow::{Context, Result, anyhow};
+use candle_core::Device;
 use train::engine::{EpochMetrics, Observer, TrainOptions, train};
 use train::prune::{PruneHow, PruneMethod, prune_checkpoint};
 
@@ -48,8 +49,9 @@ pub fn conclude(
     Ok(summary)
 }
 
-/// Runs one task (as `cargo xtask run-task` does on a cluster). Returns whether it did work.
-pub fn run_task(task: &Task, label: &str) -> Result<bool> {
+/// Runs one task (as `cargo xtask run-task` does on a cluster), training on `device`; pruning
+/// only reads weights, on the CPU. Returns whether it did work.
+pub fn run_task(task: &Task, label: &str, device: &Device) -> Result<bool> {
     match task {
         Task::Train { runs_dir, spec } => {
             let dir = run_dir(runs_dir, spec);
@@ -58,6 +60,7 @@ pub fn run_task(task: &Task, label: &str) -> Result<bool> {
             }
             let opts = TrainOptions {
                 resume: true,
+                device: Some(device.clone()),
                 ..Default::default()
             };
             let mut log = EpochLog { label };
@@ -124,9 +127,9 @@ enum State {
     Failed,
 }
 
-/// Runs every task of `grid` with up to `jobs` at once, in dependency order; a failure stops
-/// only the tasks that depend on it.
-pub fn execute(grid: &Grid, jobs: usize) -> Summary {
+/// Runs every task of `grid` with up to `jobs` at once on `device` (one GPU shared by the jobs),
+/// in dependency order; a failure stops only the tasks that depend on it.
+pub fn execute(grid: &Grid, jobs: usize, device: &Device) -> Summary {
     let states = Mutex::new((vec![State::Waiting; grid.nodes.len()], Summary::default()));
     let wake = Condvar::new();
     let next = |states: &mut Vec<State>, summary: &mut Summary| -> Option<Option<usize>> {
@@ -188,7 +191,7 @@ pub fn execute(grid: &Grid, jobs: usize) -> Summary {
                     let node = &grid.nodes[i];
                     let label = node.label();
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_task(&node.task, &label)
+                        run_task(&node.task, &label, device)
                     }))
                     .unwrap_or_else(|_| Err(anyhow!("{label}: panicked")));
                     let mut guard = states.lock().unwrap_or_else(|p| p.into_inner());

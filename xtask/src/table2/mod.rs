@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
+use train::device::DeviceSpec;
 
 pub use exec::{Summary, run_task};
 #[cfg(test)]
@@ -57,6 +58,11 @@ pub struct GridArgs {
     /// Runs at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
+    /// Where the training runs compute: cpu, cuda or cuda:N (xtask built with --features cuda;
+    /// see docs/cuda.md). Pruning reads weights on the CPU. Not part of a run's spec: a run
+    /// started on one device resumes on another.
+    #[arg(long, value_name = "cpu|cuda|cuda:N", default_value = "cpu")]
+    pub device: DeviceSpec,
     /// Where runs live, one folder per spec hash (pruned checkpoints under pruned/)
     /// [default: runs/<profile>, shared by table2 and fig2].
     #[arg(long, value_name = "DIR")]
@@ -150,8 +156,9 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
         emit_slurm(&grid, Path::new(&emit[1]), args)?;
         return Ok(None);
     }
+    let device = crate::open_device(args.grid.device)?;
     let started = Instant::now();
-    let summary = exec::execute(&grid, args.grid.jobs);
+    let summary = exec::execute(&grid, args.grid.jobs, &device);
     let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
     let rows = report::collect(&grid, &paper)?;
     report::write(&args.grid.results_dir, &rows, args.profile, profile.seeds)?;
@@ -240,7 +247,8 @@ fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
         set -euo pipefail\n\
         cd \"${SLURM_SUBMIT_DIR}\"\n\
         TASK=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"${EMIT_DIR}/${LIST}\")\n\
-        exec ${XTASK:-cargo xtask} run-task \"${EMIT_DIR}/${TASK}\"\n";
+        exec ${XTASK:-cargo xtask} run-task --device {device} \"${EMIT_DIR}/${TASK}\"\n"
+        .replace("{device}", &args.grid.device.to_string());
     train::run::write_atomic(&dir.join("table2.sbatch"), script.as_bytes())?;
     let mut submit = format!(
         "#!/usr/bin/env bash\n\
@@ -281,11 +289,12 @@ fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask run-task FILE`: one task of an emitted grid (a cluster array task).
-pub fn run_task_file(file: &Path) -> Result<()> {
+/// `cargo xtask run-task [--device D] FILE`: one task of an emitted grid (a cluster array task).
+pub fn run_task_file(file: &Path, device: DeviceSpec) -> Result<()> {
+    let device = crate::open_device(device)?;
     let task: Task = train::run::read_json(file)?;
     let label = file.display().to_string();
-    let worked = run_task(&task, &label)?;
+    let worked = run_task(&task, &label, &device)?;
     if !worked {
         eprintln!("{label}: complete already");
     }

@@ -15,6 +15,7 @@ fn args(tmp: &Path) -> Args {
             data_dir: Some(tmp.join("data")),
             seeds: Some(1),
             jobs: 2,
+            device: train::device::DeviceSpec::Cpu,
             runs_dir: Some(tmp.join("runs")),
             results_dir: tmp.join("results"),
             dry_run: false,
@@ -141,6 +142,8 @@ fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
         "slurm".into(),
         tmp.path().join("slurm").display().to_string(),
     ]);
+    // The cluster's binary opens the GPU, not this one: emitting works in a build without CUDA.
+    a.grid.device = train::device::DeviceSpec::Cuda(0);
     assert!(run(&a).unwrap().is_none());
     let dir = tmp.path().join("slurm");
     let lines = |f: &str| {
@@ -163,6 +166,11 @@ fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
     let submit = std::fs::read_to_string(dir.join("submit.sh")).unwrap();
     assert!(submit.contains("--array=0-3 ") || submit.contains("--array=0-2 "));
     assert!(submit.contains("--dependency=afterok"));
+    let sbatch = std::fs::read_to_string(dir.join("table2.sbatch")).unwrap();
+    assert!(
+        sbatch.contains(" run-task --device cuda:0 \"${EMIT_DIR}/${TASK}\""),
+        "{sbatch}"
+    );
     assert!(!tmp.path().join("runs").exists(), "emitting trains nothing");
 }
 

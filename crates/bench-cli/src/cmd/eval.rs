@@ -27,6 +27,8 @@ pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    #[command(flatten)]
+    device: crate::cmd::DeviceArg,
     /// text or json.
     #[arg(long, value_enum, default_value = "text")]
     format: crate::cmd::Format,
@@ -45,8 +47,9 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     let dataset: DatasetKind = args.dataset.parse()?;
+    let device = args.device.open()?;
     let (local, _) = crate::cmd::checkpoint(&args.checkpoint)?;
-    let (model, dir) = train::engine::load_model(&local, &candle_core::Device::Cpu)
+    let (model, dir) = train::engine::load_model(&local, &device)
         .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
     let config = model.config();
     if config.in_channels() != dataset.shape().channels

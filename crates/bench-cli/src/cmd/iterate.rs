@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use train::engine::{RunResult, TrainOptions, train};
 use train::prune::{PruneHow, PruneMethod, prune_checkpoint};
@@ -74,6 +75,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
+    // Opened once for every round. Pruning itself only reads weights, on the CPU.
+    let device = args.settings.device.open()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let record = args.out.join("rounds.json");
@@ -98,8 +101,8 @@ pub fn run(args: Args) -> Result<()> {
         };
         let (outcome, _) = prune_checkpoint(&source, how, &pruned)
             .with_context(|| format!("round {k}: pruning {}", source.display()))?;
-        let result =
-            retrain(&pruned, &run, &args.settings).with_context(|| format!("round {k}"))?;
+        let result = retrain(&pruned, &run, &args.settings, &device)
+            .with_context(|| format!("round {k}"))?;
         let round = Round {
             round: k,
             target,
@@ -136,10 +139,11 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn retrain(pruned: &Path, run: &Path, settings: &Settings) -> Result<RunResult> {
+fn retrain(pruned: &Path, run: &Path, settings: &Settings, device: &Device) -> Result<RunResult> {
     let spec = retrain_spec(pruned, settings)?;
     let opts = TrainOptions {
         resume: true,
+        device: Some(device.clone()),
         ..Default::default()
     };
     let mut progress = Progress::new();

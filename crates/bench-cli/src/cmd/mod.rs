@@ -10,6 +10,24 @@ pub mod retrain;
 pub mod schedule;
 pub mod train;
 
+/// `--device`, the same on every command that runs a model.
+#[derive(clap::Args, Clone, Copy)]
+pub struct DeviceArg {
+    /// Where to run the model: cpu, cuda (the first GPU) or cuda:N. A GPU needs a binary built
+    /// with CUDA (scripts/build-cuda.sh, docs/cuda.md).
+    #[arg(long, value_name = "cpu|cuda|cuda:N", default_value = "cpu")]
+    pub device: ::train::device::DeviceSpec,
+}
+
+impl DeviceArg {
+    /// Opens the device; the error says what is missing (a CUDA build, the GPU).
+    pub fn open(self) -> Result<candle_core::Device> {
+        let device = self.device.open()?;
+        tracing::info!(device = %self.device, "device");
+        Ok(device)
+    }
+}
+
 /// Output format of the commands that print a report.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {

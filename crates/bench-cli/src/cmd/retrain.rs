@@ -57,16 +57,21 @@ pub struct Settings {
     /// Train on only the first N images of the training split (default: the origin run's).
     #[arg(long, value_name = "N")]
     limit_train: Option<usize>,
+    #[command(flatten)]
+    pub device: crate::cmd::DeviceArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // First: a device that cannot run fails before a hub download.
+    let device = args.settings.device.open()?;
     let (local, _) = crate::cmd::checkpoint(&args.checkpoint)?;
     let spec = retrain_spec(&local, &args.settings)?;
-    execute(&spec, args.out, args.resume, args.format)
+    execute(&spec, args.out, args.resume, &device, args.format)
 }
 
 /// The spec that retrains `checkpoint` as `s` says, the rest taken from its origin run.
 pub fn retrain_spec(checkpoint: &Path, s: &Settings) -> Result<ExperimentSpec> {
+    // Only its config and origin are read here: training loads it onto --device.
     let (model, dir) = load_model(checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
     let origin = read_origin(&dir)?.and_then(|o| o.spec);

@@ -79,6 +79,8 @@ pub struct Args {
     /// Continue a stopped run in --out.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    device: crate::cmd::DeviceArg,
     /// Print the experiment spec as JSON and exit without training.
     #[arg(long)]
     print_spec: bool,
@@ -102,6 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     let (model, init) = match (&args.arch, &args.config, &args.from) {
         (_, _, Some(from)) => {
             let (from, _) = crate::cmd::checkpoint(from)?;
+            // Only its config is needed here: the training loop loads it onto --device.
             let (m, dir) = train::engine::load_model(&from, &candle_core::Device::Cpu)
                 .with_context(|| format!("checkpoint {}", from.display()))?;
             tracing::info!(dir = %dir.display(), "starting from checkpoint");
@@ -166,19 +169,23 @@ pub fn run(args: Args) -> Result<()> {
     if args.print_spec {
         return print_json(&spec);
     }
-    execute(&spec, args.out, args.resume, args.format)
+    let device = args.device.open()?;
+    execute(&spec, args.out, args.resume, &device, args.format)
 }
 
-/// Runs `spec` in `out` (default `runs/<spec hash>`) with a progress bar, then prints the result.
+/// Runs `spec` in `out` (default `runs/<spec hash>`) on `device` with a progress bar, then
+/// prints the result. The device is not part of the spec: it says how to run, not what.
 pub fn execute(
     spec: &ExperimentSpec,
     out: Option<PathBuf>,
     resume: bool,
+    device: &candle_core::Device,
     format: crate::cmd::Format,
 ) -> Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(spec.hash()));
     let opts = TrainOptions {
         resume,
+        device: Some(device.clone()),
         ..Default::default()
     };
     let mut progress = Progress::new();
