@@ -44,7 +44,12 @@ pub(crate) fn available() -> bool {
 /// (stage 3 of the CIFAR ResNets) or is a transposed view (the weight gradients), which the
 /// `gemm` crate packs better.
 pub(crate) fn suits(rhs: Mat<'_, f32>) -> bool {
-    rhs.cs == 1 && rhs.cols >= 2 * NR && available()
+    rhs.cs == 1 && suits_columns(rhs.cols)
+}
+
+/// Whether [`sgemm_rows`] is the faster choice for a product with `n` columns.
+pub(crate) fn suits_columns(n: usize) -> bool {
+    n >= 2 * NR && available()
 }
 
 thread_local! {
@@ -55,11 +60,43 @@ thread_local! {
 /// `dst = lhs * rhs`, or `dst += lhs * rhs` with `accumulate`; `dst` row-major `m x n`. The
 /// caller has checked the shapes (`matmul::gemm`) and [`suits`].
 pub(crate) fn sgemm(dst: &mut [f32], lhs: Mat<'_, f32>, rhs: Mat<'_, f32>, accumulate: bool) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert!(suits(rhs) && rhs.rows == k && dst.len() == m * n);
+    assert!(suits(rhs) && rhs.rows == lhs.cols);
+    let rows: Vec<usize> = (0..rhs.rows).map(|q| q * rhs.rs).collect();
+    sgemm_rows(dst, rhs.cols, lhs, rhs.data, &rows, rhs.cols, accumulate);
+}
+
+/// `dst (+)= lhs * B` where row `q` of the `k x n` matrix `B` is `b[rows[q]..rows[q] + n]`:
+/// any set of windows into `b`, so a convolution can pass the input image itself, one window
+/// per (channel, kernel row, kernel column), instead of an im2col copy of it. `dst` holds `m`
+/// rows of `n` values, row stride `ldc`. Panics if a window leaves `b` or the shapes disagree.
+pub(crate) fn sgemm_rows(
+    dst: &mut [f32],
+    ldc: usize,
+    lhs: Mat<'_, f32>,
+    b: &[f32],
+    rows: &[usize],
+    n: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (lhs.rows, lhs.cols);
+    assert!(available() && rows.len() == k && ldc >= n);
+    assert!(m == 0 || dst.len() >= (m - 1) * ldc + n);
+    assert!(
+        rows.iter()
+            .all(|&r| r.checked_add(n).is_some_and(|e| e <= b.len()))
+    );
+    if m == 0 || n == 0 || k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(ldc).take(m) {
+                let len = n.min(row.len());
+                row[..len].fill(0.0);
+            }
+        }
+        return;
+    }
     let panels = m.div_ceil(MR);
     // Balanced slices of at most KC: 576 goes as 3 x 192, not 256 + 256 + 64.
-    let depth = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+    let depth = k.div_ceil(k.div_ceil(KC));
     PACK.with(|pack| {
         let mut fresh = Vec::new();
         let mut borrowed = pack.try_borrow_mut();
@@ -80,23 +117,26 @@ pub(crate) fn sgemm(dst: &mut [f32], lhs: Mat<'_, f32>, rhs: Mat<'_, f32>, accum
             while j0 < n {
                 let vectors = block_vectors(n - j0);
                 let cols = (vectors * LANES).min(n - j0);
-                // The right matrix is read in place, row stride `rs`: packing it cost as much
-                // as a quarter of the GEMM time, since each of its values is used only m times.
-                let b = &rhs.data[k0 * rhs.rs + j0..];
+                // The right matrix is read in place: packing it cost as much as a quarter of
+                // the GEMM time, since each of its values is used only m times.
+                let block = Block {
+                    b,
+                    rows: &rows[k0..k0 + kc],
+                    j0,
+                };
                 for (p, a) in a_pack.chunks_exact(MR * kc).enumerate() {
                     let i0 = p * MR;
                     let tile = Tile {
                         rows: MR.min(m - i0),
                         cols,
-                        ldc: n,
-                        ldb: rhs.rs,
+                        ldc,
                         load_c,
                     };
-                    let c = &mut dst[i0 * n + j0..];
+                    let c = &mut dst[i0 * ldc + j0..];
                     match vectors {
-                        1 => tile.run::<1>(kc, a, b, c),
-                        2 => tile.run::<2>(kc, a, b, c),
-                        _ => tile.run::<3>(kc, a, b, c),
+                        1 => tile.run::<1>(a, block, c),
+                        2 => tile.run::<2>(a, block, c),
+                        _ => tile.run::<3>(a, block, c),
                     }
                 }
                 j0 += cols;
@@ -135,43 +175,69 @@ fn pack_lhs(lhs: Mat<'_, f32>, k0: usize, kc: usize, out: &mut [f32]) {
     }
 }
 
+/// Columns `[j0, j0 + cols)` of the right matrix's rows `rows` (windows into `b`).
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    b: &'a [f32],
+    rows: &'a [usize],
+    j0: usize,
+}
+
 /// Where one microkernel call writes: `rows x cols` of `c`, row stride `ldc`.
 #[derive(Clone, Copy)]
 struct Tile {
     rows: usize,
     cols: usize,
     ldc: usize,
-    /// Row stride of the right block.
-    ldb: usize,
     load_c: bool,
 }
 
 impl Tile {
-    /// `c[..rows, ..cols] (+)= a_panel * b_block` for a block of `NV` registers' width.
-    fn run<const NV: usize>(self, kc: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-        // The bounds the unchecked accesses below rely on.
+    /// `c[..rows, ..cols] (+)= a_panel * block` for a block of `NV` registers' width.
+    fn run<const NV: usize>(self, a: &[f32], block: Block<'_>, c: &mut [f32]) {
+        let kc = block.rows.len();
+        // The bounds the unchecked accesses below rely on (`sgemm_rows` checked that every
+        // window `rows[q] .. rows[q] + n` lies in `b`, and j0 + cols <= n).
         assert!(
             (1..=3).contains(&NV)
                 && (1..=MR).contains(&self.rows)
                 && self.cols > (NV - 1) * LANES
                 && self.cols <= NV * LANES
                 && a.len() >= kc * MR
-                && self.ldb >= self.cols
-                && b.len() >= (kc - 1) * self.ldb + self.cols
+                && block
+                    .rows
+                    .iter()
+                    .all(|&r| r + block.j0 + self.cols <= block.b.len())
                 && c.len() >= (self.rows - 1) * self.ldc + self.cols
         );
-        // SAFETY: `available()` (asserted in `sgemm`, the only caller) says the CPU has
+        // SAFETY: `available()` (asserted in `sgemm_rows`, the only caller) says the CPU has
         // AVX-512F; the assert above bounds every access `micro` makes, as its comments show.
-        unsafe { micro::<NV>(self, kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+        unsafe {
+            micro::<NV>(
+                self,
+                kc,
+                a.as_ptr(),
+                block.b.as_ptr().add(block.j0),
+                block.rows.as_ptr(),
+                c.as_mut_ptr(),
+            )
+        }
     }
 }
 
-/// The register-blocked kernel. Reads `a[..kc * MR]` and `b[q * ldb + j]` for `q < kc`,
-/// `j < cols`; reads (with `load_c`) and writes `c[i * ldc + j]` for `i < rows`, `j < cols`
-/// only: the last register of each row of `b` and `c` is accessed under a mask of its
-/// `cols - (NV - 1) * 16` valid lanes.
+/// The register-blocked kernel. Reads `a[..kc * MR]`, `rows[..kc]` and `b[rows[q] + j]` for
+/// `q < kc`, `j < cols`; reads (with `load_c`) and writes `c[i * ldc + j]` for `i < rows`,
+/// `j < cols` only: the last register of each row of `b` and `c` is accessed under a mask of
+/// its `cols - (NV - 1) * 16` valid lanes.
 #[target_feature(enable = "avx512f")]
-unsafe fn micro<const NV: usize>(t: Tile, kc: usize, a: *const f32, b: *const f32, c: *mut f32) {
+unsafe fn micro<const NV: usize>(
+    t: Tile,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    rows: *const usize,
+    c: *mut f32,
+) {
     let tail = t.cols - (NV - 1) * LANES;
     let last: __mmask16 = if tail == LANES {
         0xffff
@@ -180,17 +246,19 @@ unsafe fn micro<const NV: usize>(t: Tile, kc: usize, a: *const f32, b: *const f3
     };
     let mut acc: [[__m512; NV]; MR] = [[_mm512_setzero_ps(); NV]; MR];
     for q in 0..kc {
+        // SAFETY: q < kc = rows.len().
+        let row = unsafe { b.add(*rows.add(q)) };
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, reg) in bv.iter_mut().enumerate() {
             let mask = if v + 1 == NV { last } else { 0xffff };
-            // SAFETY: the lanes under `mask` are b[q * ldb + v * 16 + l] with
+            // SAFETY: the lanes under `mask` are b[rows[q] + j0 + v * 16 + l] with
             // v * 16 + l < cols, in bounds by the caller's assert; others are not read.
-            *reg = unsafe { _mm512_maskz_loadu_ps(mask, b.add(q * t.ldb + v * LANES)) };
+            *reg = unsafe { _mm512_maskz_loadu_ps(mask, row.add(v * LANES)) };
         }
-        for (r, row) in acc.iter_mut().enumerate() {
+        for (r, acc_row) in acc.iter_mut().enumerate() {
             // SAFETY: q * MR + r < kc * MR <= a.len().
             let ar = _mm512_set1_ps(unsafe { *a.add(q * MR + r) });
-            for (v, reg) in row.iter_mut().enumerate() {
+            for (v, reg) in acc_row.iter_mut().enumerate() {
                 *reg = _mm512_fmadd_ps(ar, bv[v], *reg);
             }
         }

@@ -219,12 +219,109 @@ fn col2im<T: Float>(g: &Geometry, cols: &[T], dx: &mut [T]) {
     }
 }
 
+/// A stride-1 convolution without im2col: on the input zero-padded once, row `(c, ky, kx)` of
+/// the column matrix is the padded plane `c` read from `ky * wp + kx` on, if the output is
+/// computed `wp` (the padded width) values per line instead of `wo`, the last `wp - wo` of each
+/// line being junk that is dropped afterwards. The GEMM reads those windows in place
+/// ([`Float::gemm_rows`]), which saves writing and re-reading nine copies of the image.
+struct Windows {
+    /// Padded height and width.
+    hp: usize,
+    wp: usize,
+    /// Columns of the wide output: `(ho - 1) * wp + wo`.
+    n: usize,
+    /// Start of each column-matrix row in the padded image.
+    rows: Vec<usize>,
+}
+
+impl Windows {
+    fn new<T: Float>(g: &Geometry) -> Option<Self> {
+        if g.stride != 1 || g.pointwise() {
+            return None;
+        }
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let n = (g.ho - 1) * wp + g.wo;
+        if !T::has_gemm_rows(n) {
+            return None;
+        }
+        let mut rows = Vec::with_capacity(g.k());
+        for c in 0..g.cin {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    rows.push(c * hp * wp + ky * wp + kx);
+                }
+            }
+        }
+        Some(Self { hp, wp, n, rows })
+    }
+
+    /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`.
+    fn run<T: Float>(
+        &self,
+        g: &Geometry,
+        weight: Mat<'_, T>,
+        x: &[T],
+        out: &mut [T],
+    ) -> Result<()> {
+        let padded_len = if g.pad == 0 {
+            0
+        } else {
+            g.cin * self.hp * self.wp
+        };
+        T::with_scratch(padded_len + g.cout * self.n, |buf| {
+            let (padded, wide) = buf.split_at_mut(padded_len);
+            let image: &[T] = if g.pad == 0 {
+                x
+            } else {
+                pad_image(g, self.wp, x, padded);
+                padded
+            };
+            if !T::gemm_rows(wide, self.n, weight, image, &self.rows, self.n) {
+                bail!("conv2d: no windowed GEMM for {g:?}");
+            }
+            for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
+                for (line, wide_line) in dst.chunks_exact_mut(g.wo).zip(src.chunks(self.wp)) {
+                    line.copy_from_slice(&wide_line[..g.wo]);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Copies `x` `[cin, h, w]` into `padded` `[cin, h + 2 pad, wp]` with a zero border.
+fn pad_image<T: Float>(g: &Geometry, wp: usize, x: &[T], padded: &mut [T]) {
+    let zero = T::zero();
+    let hp = g.h + 2 * g.pad;
+    for (plane, src) in padded
+        .chunks_exact_mut(hp * wp)
+        .zip(x.chunks_exact(g.h * g.w))
+    {
+        plane[..g.pad * wp].fill(zero);
+        plane[(g.pad + g.h) * wp..].fill(zero);
+        for (line, src_line) in plane[g.pad * wp..(g.pad + g.h) * wp]
+            .chunks_exact_mut(wp)
+            .zip(src.chunks_exact(g.w))
+        {
+            line[..g.pad].fill(zero);
+            line[g.pad..g.pad + g.w].copy_from_slice(src_line);
+            line[g.pad + g.w..].fill(zero);
+        }
+    }
+}
+
 fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); g.batch * g.out_image_len()];
     if out.is_empty() {
         return Ok(out);
     }
     let weight = Mat::rows(w, g.cout, g.k());
+    if let Some(windows) = Windows::new::<T>(g) {
+        out.par_chunks_mut(g.out_image_len())
+            .zip(x.par_chunks(g.image_len()))
+            .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
+        return Ok(out);
+    }
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
         .try_for_each(|(out, x)| {

@@ -22,6 +22,26 @@ pub(crate) trait Float: WithDType + Send + Sync {
         let _ = (dst, lhs, rhs, accumulate);
         false
     }
+
+    /// Whether [`Float::gemm_rows`] runs on this CPU for a product with `n` columns.
+    fn has_gemm_rows(n: usize) -> bool {
+        let _ = n;
+        false
+    }
+
+    /// `dst = lhs * B`, where row `q` of `B` is `b[rows[q]..rows[q] + n]` and `dst` has row
+    /// stride `ldc`, when [`Float::has_gemm_rows`]; returns false, doing nothing, otherwise.
+    fn gemm_rows(
+        dst: &mut [Self],
+        ldc: usize,
+        lhs: Mat<'_, Self>,
+        b: &[Self],
+        rows: &[usize],
+        n: usize,
+    ) -> bool {
+        let _ = (dst, ldc, lhs, b, rows, n);
+        false
+    }
 }
 
 thread_local! {
@@ -62,6 +82,27 @@ impl Float for f32 {
             return false;
         }
         crate::avx512::sgemm(dst, lhs, rhs, accumulate);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn has_gemm_rows(n: usize) -> bool {
+        crate::avx512::suits_columns(n)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn gemm_rows(
+        dst: &mut [Self],
+        ldc: usize,
+        lhs: Mat<'_, Self>,
+        b: &[Self],
+        rows: &[usize],
+        n: usize,
+    ) -> bool {
+        if !crate::avx512::suits_columns(n) {
+            return false;
+        }
+        crate::avx512::sgemm_rows(dst, ldc, lhs, b, rows, n, false);
         true
     }
 }
