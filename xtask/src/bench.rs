@@ -188,6 +188,23 @@ struct TorchRun {
     device_name: String,
 }
 
+/// PyTorch's speed on `model` when `torch` is available (keeping the run's description in
+/// `last`), else None.
+fn torch_speed(
+    torch: bool,
+    python: &PathBuf,
+    model: &str,
+    args: &Args,
+    last: &mut Option<TorchRun>,
+) -> Result<Option<Speed>> {
+    if !torch {
+        return Ok(None);
+    }
+    let (speed, run) = measure_torch(python, model, args)?;
+    *last = Some(run);
+    Ok(Some(speed))
+}
+
 fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, TorchRun)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(python)
@@ -356,13 +373,7 @@ fn bench_cpu(args: &Args, py: &PathBuf, torch: bool) -> Result<()> {
             .then(|| measure(&config, Backend::Candle, args, &device))
             .transpose()?;
         let ours = measure(&config, Backend::Ours, args, &device)?;
-        let pt = if torch {
-            let (s, r) = measure_torch(py, name, args)?;
-            torch_run = Some(r);
-            Some(s)
-        } else {
-            None
-        };
+        let pt = torch_speed(torch, py, name, args, &mut torch_run)?;
         for (mode, pick) in MODES {
             let (c, o, p) = (
                 candle.as_ref().map(pick),
@@ -420,13 +431,7 @@ fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<
     for name in ["resnet20", "resnet56"] {
         let config = ModelConfig::from_name(name, 10, 3)?;
         let candle = measure(&config, Backend::Ours, args, device)?;
-        let pt = if torch {
-            let (s, r) = measure_torch(py, name, args)?;
-            torch_run = Some(r);
-            Some(s)
-        } else {
-            None
-        };
+        let pt = torch_speed(torch, py, name, args, &mut torch_run)?;
         for (mode, pick) in MODES {
             let (c, p) = (Some(pick(&candle)), pt.as_ref().map(pick));
             println!(
