@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::{
     __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
 };
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -281,6 +281,120 @@ unsafe fn micro<const NV: usize>(
     }
 }
 
+/// Rows of `a` and windows of `b` per tile of [`dot_products`]: 4 x 6 = 24 accumulators and
+/// 10 loads per 24 FMAs.
+const DA: usize = 4;
+const DB: usize = 6;
+
+/// `out[i * nb + j] += sum over images t and p < n of a[t][i][p] * b[t][rows[j] + p]`: the
+/// products of every row of each `a` image (`na` rows of `n` values, image stride `a_len`) with
+/// every window `rows[j]..rows[j] + n` of the matching `b` image (image stride `b_len`), summed
+/// over the images. Both operands run along their contiguous dimension, so neither is copied or
+/// transposed; each accumulator is summed across its lanes once, after all the images. This is
+/// a convolution's weight gradient with `a` = the output gradient and `b` = the padded input.
+/// Panics if a row or window leaves its image or the shapes disagree.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dot_products(
+    out: &mut [f32],
+    a: &[f32],
+    na: usize,
+    a_len: usize,
+    b: &[f32],
+    b_len: usize,
+    rows: &[usize],
+    n: usize,
+) {
+    let nb = rows.len();
+    let images = a.len().checked_div(a_len).unwrap_or(0);
+    assert!(available() && out.len() == na * nb && na * n <= a_len);
+    assert!(a.len() == images * a_len && b.len() >= images * b_len);
+    assert!(
+        rows.iter()
+            .all(|&r| r.checked_add(n).is_some_and(|e| e <= b_len))
+    );
+    if n == 0 || images == 0 {
+        return;
+    }
+    for i0 in (0..na).step_by(DA) {
+        for j0 in (0..nb).step_by(DB) {
+            // Tiles at the edges repeat the tile's first row or window in the unused slots
+            // (always in bounds) and drop those results.
+            let a_rows: [usize; DA] = std::array::from_fn(|r| (i0 + r).min(na - 1) * n);
+            let b_rows: [usize; DB] = std::array::from_fn(|c| rows[(j0 + c).min(nb - 1)]);
+            // SAFETY: `available()` was asserted; every a-row `a_rows[r] + t * a_len .. + n`
+            // lies in image t of `a` (na * n <= a_len) and every window `b_rows[c] + t * b_len
+            // .. + n` in image t of `b` (checked above), for t < images.
+            let sums = unsafe {
+                dot_tile(
+                    a.as_ptr(),
+                    a_len,
+                    &a_rows,
+                    b.as_ptr(),
+                    b_len,
+                    &b_rows,
+                    n,
+                    images,
+                )
+            };
+            for (r, row) in sums.iter().enumerate().take(na - i0) {
+                for (c, v) in row.iter().enumerate().take(nb - j0) {
+                    out[(i0 + r) * nb + j0 + c] += *v;
+                }
+            }
+        }
+    }
+}
+
+/// One 4 x 6 tile of [`dot_products`]: reads `a[t * a_len + a_rows[r] + p]` and
+/// `b[t * b_len + b_rows[c] + p]` for `t < images`, `p < n` (the last vector of each row under
+/// a mask of its valid lanes).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_tile(
+    a: *const f32,
+    a_len: usize,
+    a_rows: &[usize; DA],
+    b: *const f32,
+    b_len: usize,
+    b_rows: &[usize; DB],
+    n: usize,
+    images: usize,
+) -> [[f32; DB]; DA] {
+    let mut acc: [[__m512; DB]; DA] = [[_mm512_setzero_ps(); DB]; DA];
+    let full = n / LANES;
+    let tail = n % LANES;
+    let tail_mask: __mmask16 = (1u16 << tail).wrapping_sub(1);
+    for t in 0..images {
+        let (a_img, b_img) = (t * a_len, t * b_len);
+        for v in 0..=full {
+            let (offset, mask) = (v * LANES, if v < full { 0xffff } else { tail_mask });
+            if mask == 0 {
+                break;
+            }
+            let mut av = [_mm512_setzero_ps(); DA];
+            for (r, reg) in av.iter_mut().enumerate() {
+                // SAFETY: a_img + a_rows[r] + offset + (lanes under mask) < the row's end,
+                // inside image t of `a` as the caller checked.
+                *reg = unsafe { _mm512_maskz_loadu_ps(mask, a.add(a_img + a_rows[r] + offset)) };
+            }
+            for (c, &start) in b_rows.iter().enumerate() {
+                // SAFETY: as above, for window c of image t of `b`.
+                let bv = unsafe { _mm512_maskz_loadu_ps(mask, b.add(b_img + start + offset)) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    row[c] = _mm512_fmadd_ps(av[r], bv, row[c]);
+                }
+            }
+        }
+    }
+    let mut sums = [[0.0f32; DB]; DA];
+    for (out, row) in sums.iter_mut().zip(&acc) {
+        for (o, reg) in out.iter_mut().zip(row) {
+            *o = _mm512_reduce_add_ps(*reg);
+        }
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +485,38 @@ mod tests {
         assert!(buf[..20].iter().all(|&v| v == -7.0));
         assert!(buf[20..20 + m * n].iter().all(|&v| v == 3.0));
         assert!(buf[20 + m * n..].iter().all(|&v| v == -7.0));
+    }
+
+    #[test]
+    fn dot_products_match_a_naive_sum_with_tails() {
+        if !available() {
+            return;
+        }
+        // 5 rows (4 + 1), 7 windows (6 + 1), 37 values per row (2 x 16 + 5), 3 images, windows
+        // overlapping and reaching the end of their image.
+        let (na, n, images) = (5, 37, 3);
+        let (a_len, b_len) = (na * n + 3, 60);
+        let rows = [0, 1, 5, 9, 10, 22, 23];
+        let a = values(images * a_len, 7, 13);
+        let b = values(images * b_len, 5, 11);
+        let mut out = values(na * rows.len(), 3, 5);
+        let init = out.clone();
+        dot_products(&mut out, &a, na, a_len, &b, b_len, &rows, n);
+        for i in 0..na {
+            for (j, &start) in rows.iter().enumerate() {
+                let mut want = init[i * rows.len() + j] as f64;
+                for t in 0..images {
+                    for p in 0..n {
+                        want += a[t * a_len + i * n + p] as f64 * b[t * b_len + start + p] as f64;
+                    }
+                }
+                let got = out[i * rows.len() + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{i},{j}: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -289,6 +289,70 @@ impl Windows {
     }
 }
 
+impl Windows {
+    /// The weight gradient over the batch, each chunk of images summed by
+    /// [`Float::dot_products`]: output gradient lines laid out at the padded width (zeros in
+    /// the extra columns) against windows of the padded images. `None` where this CPU and type
+    /// have no such kernel.
+    fn weight_grad<T: Float>(&self, g: &Geometry, x: &[T], dy: &[T]) -> Option<Result<Vec<T>>> {
+        let len = g.cout * g.k();
+        let per = images_per_chunk(g.batch);
+        let padded_len = if g.pad == 0 {
+            0
+        } else {
+            g.cin * self.hp * self.wp
+        };
+        let b_len = if g.pad == 0 {
+            g.image_len()
+        } else {
+            padded_len
+        };
+        let wide_len = g.cout * self.n;
+        let partials = x
+            .par_chunks(per * g.image_len())
+            .zip(dy.par_chunks(per * g.out_image_len()))
+            .map(|(xs, dys)| -> Option<Vec<T>> {
+                let images = xs.len() / g.image_len();
+                let mut acc = vec![T::zero(); len];
+                let done = T::with_scratch(images * (padded_len + wide_len), |buf| {
+                    let (padded, wide) = buf.split_at_mut(images * padded_len);
+                    for (p, x) in padded
+                        .chunks_exact_mut(padded_len.max(1))
+                        .zip(xs.chunks_exact(g.image_len()))
+                    {
+                        pad_image(g, self.wp, x, p);
+                    }
+                    for (w, d) in wide
+                        .chunks_exact_mut(wide_len)
+                        .zip(dys.chunks_exact(g.out_image_len()))
+                    {
+                        self.widen(g, d, w);
+                    }
+                    let b: &[T] = if g.pad == 0 { xs } else { padded };
+                    T::dot_products(
+                        &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
+                    )
+                });
+                done.then_some(acc)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Ok(sum_in_order(partials, len)))
+    }
+
+    /// Lays out one image's output gradient `[cout, ho, wo]` as `[cout, n]` lines of the padded
+    /// width `wp`, zeros in the `wp - wo` extra columns.
+    fn widen<T: Float>(&self, g: &Geometry, dy: &[T], wide: &mut [T]) {
+        for (dst, src) in wide.chunks_exact_mut(self.n).zip(dy.chunks_exact(g.n())) {
+            for (oy, line) in src.chunks_exact(g.wo).enumerate() {
+                let start = oy * self.wp;
+                dst[start..start + g.wo].copy_from_slice(line);
+                let end = (start + self.wp).min(self.n);
+                dst[start + g.wo..end].fill(T::zero());
+            }
+        }
+    }
+}
+
 /// Copies `x` `[cin, h, w]` into `padded` `[cin, h + 2 pad, wp]` with a zero border.
 fn pad_image<T: Float>(g: &Geometry, wp: usize, x: &[T], padded: &mut [T]) {
     let zero = T::zero();
@@ -407,6 +471,9 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
     if g.batch == 0 || len == 0 || g.n() == 0 {
         return Ok(vec![T::zero(); len]);
     }
+    if let Some(dw) = Windows::new::<T>(g).and_then(|w| w.weight_grad(g, x, dy)) {
+        return dw;
+    }
     let per = images_per_chunk(g.batch);
     let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
     let partials = x
@@ -433,7 +500,11 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
             Ok(acc)
         })
         .collect::<Result<Vec<_>>>()?;
-    // Ordered reduction: chunk 0 + chunk 1 + ... whatever thread computed each.
+    Ok(sum_in_order(partials, len))
+}
+
+/// Ordered reduction: chunk 0 + chunk 1 + ... whatever thread computed each.
+fn sum_in_order<T: Float>(partials: Vec<Vec<T>>, len: usize) -> Vec<T> {
     let mut parts = partials.into_iter();
     let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); len]);
     for p in parts {
@@ -441,7 +512,7 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
             *d += *s;
         }
     }
-    Ok(dw)
+    dw
 }
 
 /// Which of the three computations an op runs; each takes two tensors.

@@ -42,6 +42,24 @@ pub(crate) trait Float: WithDType + Send + Sync {
         let _ = (dst, ldc, lhs, b, rows, n);
         false
     }
+
+    /// `out[i * rows.len() + j] +=` the sum over images of row `i` of the `a` image (`na` rows
+    /// of `n`) times window `rows[j]..rows[j] + n` of the `b` image, when this CPU and type have
+    /// the kernel (see `avx512::dot_products`); returns false, doing nothing, otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn dot_products(
+        out: &mut [Self],
+        a: &[Self],
+        na: usize,
+        a_len: usize,
+        b: &[Self],
+        b_len: usize,
+        rows: &[usize],
+        n: usize,
+    ) -> bool {
+        let _ = (out, a, na, a_len, b, b_len, rows, n);
+        false
+    }
 }
 
 thread_local! {
@@ -103,6 +121,24 @@ impl Float for f32 {
             return false;
         }
         crate::avx512::sgemm_rows(dst, ldc, lhs, b, rows, n, false);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn dot_products(
+        out: &mut [Self],
+        a: &[Self],
+        na: usize,
+        a_len: usize,
+        b: &[Self],
+        b_len: usize,
+        rows: &[usize],
+        n: usize,
+    ) -> bool {
+        if !crate::avx512::available() {
+            return false;
+        }
+        crate::avx512::dot_products(out, a, na, a_len, b, b_len, rows, n);
         true
     }
 }
