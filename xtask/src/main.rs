@@ -59,8 +59,13 @@ fn open_device(spec: train::device::DeviceSpec) -> anyhow::Result<candle_core::D
 }
 
 fn main() -> std::process::ExitCode {
-    // Training allocates and frees activation-sized buffers every step: keep them in the process.
-    kernels::keep_freed_memory();
+    // Keep freed activation buffers in the process and make candle's thread pool spin briefly
+    // (kernels::configure_process says why).
+    // SAFETY: the first statement of main: no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        kernels::configure_process()
+    };
     let cli = Cli::parse();
     let result = match cli.task {
         Command::Reproduce(args) => reproduce::run(args),

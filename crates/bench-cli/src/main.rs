@@ -47,8 +47,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Training allocates and frees activation-sized buffers every step: keep them in the process.
-    kernels::keep_freed_memory();
+    // Keep freed activation buffers in the process and make candle's thread pool spin briefly
+    // (kernels::configure_process says why).
+    // SAFETY: the first statement of main: no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        kernels::configure_process()
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

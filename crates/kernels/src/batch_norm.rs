@@ -14,6 +14,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::matmul::Float;
+use crate::simd::{Wide, wide};
 use crate::storage::{contiguous_slice, into_storage};
 
 /// BatchNorm's constants (PyTorch's defaults: eps 1e-5, momentum 0.1) and whether a ReLU follows.
@@ -48,7 +49,7 @@ fn split_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
 const LANES: usize = 8;
 
 /// Sums of `term(x_i) = (a_i, b_i)` as `(sum a, sum b)`, in f64 lanes for speed and a fixed order.
-#[inline]
+#[inline(always)]
 fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(T) -> (f64, f64)) -> (f64, f64) {
     let mut a = [0f64; LANES];
     let mut b = [0f64; LANES];
@@ -68,7 +69,66 @@ fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(T) -> (f64, f64)) -> (f64, 
     (a.iter().sum(), b.iter().sum())
 }
 
+/// Mean and (biased) variance of channel `ch` of `x` `[b, c, hw]`.
+struct ChannelStats<'a, T> {
+    x: &'a [T],
+    b: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+}
+
+impl<T: Float> Wide for ChannelStats<'_, T> {
+    type Out = (f64, f64);
+
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let (mut s, mut ss) = (0.0, 0.0);
+        for img in 0..self.b {
+            let plane = &self.x[(img * self.c + self.ch) * self.hw..][..self.hw];
+            let (a, q) = lane_sums(plane, |v| {
+                let v = v.to_f64();
+                (v, v * v)
+            });
+            s += a;
+            ss += q;
+        }
+        let count = (self.b * self.hw) as f64;
+        let mean = s / count;
+        (mean, (ss / count - mean * mean).max(0.0))
+    }
+}
+
+/// `y = x * a + b`, then the ReLU if `relu`.
+struct ScaleShift<'a, T> {
+    y: &'a mut [T],
+    x: &'a [T],
+    a: T,
+    b: T,
+    relu: bool,
+}
+
+impl<T: Float> Wide for ScaleShift<'_, T> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let (a, b) = (self.a, self.b);
+        if self.relu {
+            for (y, &x) in self.y.iter_mut().zip(self.x) {
+                let v = x * a + b;
+                *y = if v <= T::zero() { T::zero() } else { v };
+            }
+        } else {
+            for (y, &x) in self.y.iter_mut().zip(self.x) {
+                *y = x * a + b;
+            }
+        }
+    }
+}
+
 /// `(sum g, sum g * x)` in f64 lanes, a fixed order.
+#[inline(always)]
 fn lane_sums2<T: Float>(g: &[T], x: &[T]) -> (f64, f64) {
     let mut a = [0f64; LANES];
     let mut b = [0f64; LANES];
@@ -164,20 +224,7 @@ impl BnOp {
                 }
                 let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
                     .into_par_iter()
-                    .map(|ch| {
-                        let (mut s, mut ss) = (0.0, 0.0);
-                        for img in 0..b {
-                            let plane = &x[(img * c + ch) * hw..][..hw];
-                            let (a, q) = lane_sums(plane, |v| {
-                                let v = v.to_f64();
-                                (v, v * v)
-                            });
-                            s += a;
-                            ss += q;
-                        }
-                        let mean = s / count as f64;
-                        (mean, (ss / count as f64 - mean * mean).max(0.0))
-                    })
+                    .map(|ch| wide(ChannelStats { x, b, c, hw, ch }))
                     .unzip();
                 (mean, var, *eps)
             }
@@ -207,10 +254,7 @@ impl BnOp {
                 .enumerate()
                 .for_each(|(p, (y, x))| {
                     let (a, b) = (st[p % c], sh[p % c]);
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        let v = x * a + b;
-                        *y = if relu && v <= T::zero() { T::zero() } else { v };
-                    }
+                    wide(ScaleShift { y, x, a, b, relu });
                 });
         }
         let _ = self.saved.set(Arc::new(Saved {
@@ -322,39 +366,23 @@ impl BnBackward {
             .into_par_iter()
             .enumerate()
             .map(|(ch, mut planes)| {
-                let (sc, sf) = (st[ch], sh[ch]);
-                // Pass 1: g = dy masked by the fused ReLU, kept in dx; sums of g and g * x.
-                let (mut sg, mut sgx) = (0.0, 0.0);
-                for (off, g) in planes.iter_mut() {
-                    let (xs, dys) = (&x[*off..*off + hw], &dy[*off..*off + hw]);
-                    for ((g, &xv), &d) in g.iter_mut().zip(xs).zip(dys) {
-                        *g = if relu && xv * sc + sf <= T::zero() {
-                            T::zero()
-                        } else {
-                            d
-                        };
-                    }
-                    let (a, q) = lane_sums2(g, xs);
-                    sg += a;
-                    sgx += q;
-                }
-                // dx = k * g + a * x + d (the batch-statistics terms vanish in evaluation).
-                let (mean, invstd) = (s.mean[ch], s.invstd[ch]);
-                let sg_xhat = invstd * (sgx - mean * sg);
-                let k = s.gamma[ch] * invstd;
-                let (a, d) = if self.train {
-                    let a = -k * invstd * sg_xhat / n;
-                    (a, -k * sg / n - a * mean)
-                } else {
-                    (0.0, 0.0)
+                let k = ChannelBackward {
+                    hw,
+                    relu,
+                    train: self.train,
+                    n,
+                    scale: st[ch],
+                    shift: sh[ch],
+                    mean: s.mean[ch],
+                    invstd: s.invstd[ch],
+                    gamma: s.gamma[ch],
                 };
-                let (k, a, d) = (T::from_f64(k), T::from_f64(a), T::from_f64(d));
-                for (off, g) in planes.iter_mut() {
-                    for (g, &xv) in g.iter_mut().zip(&x[*off..*off + hw]) {
-                        *g = k * *g + a * xv + d;
-                    }
-                }
-                (sg_xhat, sg)
+                wide(BackwardTask {
+                    k: &k,
+                    planes: &mut planes,
+                    x,
+                    dy,
+                })
             })
             .collect();
         let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
@@ -362,6 +390,88 @@ impl BnBackward {
         tail[..c].copy_from_slice(&dgamma);
         tail[c..].copy_from_slice(&dbeta);
         Ok((into_storage(out), Shape::from(x.len() + 2 * c)))
+    }
+}
+
+/// One channel of the backward pass, its constants from the forward pass.
+struct ChannelBackward<T> {
+    hw: usize,
+    relu: bool,
+    train: bool,
+    /// Values per channel over the batch.
+    n: f64,
+    scale: T,
+    shift: T,
+    mean: f64,
+    invstd: f64,
+    gamma: f64,
+}
+
+/// One channel's backward pass: writes dx into its `planes` (offset into `x`, plane of dx) and
+/// returns `(dgamma, dbeta)`.
+struct BackwardTask<'a, 'p, T> {
+    k: &'a ChannelBackward<T>,
+    planes: &'a mut [(usize, &'p mut [T])],
+    x: &'a [T],
+    dy: &'a [T],
+}
+
+impl<T: Float> Wide for BackwardTask<'_, '_, T> {
+    type Out = (f64, f64);
+
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let Self {
+            k: this,
+            planes,
+            x,
+            dy,
+        } = self;
+        this.backward(planes, x, dy)
+    }
+}
+
+impl<T: Float> ChannelBackward<T> {
+    #[inline(always)]
+    fn backward(&self, planes: &mut [(usize, &mut [T])], x: &[T], dy: &[T]) -> (f64, f64) {
+        let hw = self.hw;
+        // Pass 1: g = dy masked by the fused ReLU, kept in dx; sums of g and g * x.
+        let (mut sg, mut sgx) = (0.0, 0.0);
+        for (off, g) in planes.iter_mut() {
+            let (xs, dys) = (&x[*off..*off + hw], &dy[*off..*off + hw]);
+            if self.relu {
+                let (sc, sf) = (self.scale, self.shift);
+                for ((g, &xv), &d) in g.iter_mut().zip(xs).zip(dys) {
+                    // A select, not a branch, so the loop vectorises.
+                    *g = if xv * sc + sf <= T::zero() {
+                        T::zero()
+                    } else {
+                        d
+                    };
+                }
+            } else {
+                g.copy_from_slice(dys);
+            }
+            let (a, q) = lane_sums2(g, xs);
+            sg += a;
+            sgx += q;
+        }
+        // dx = k * g + a * x + d (the batch-statistics terms vanish in evaluation).
+        let sg_xhat = self.invstd * (sgx - self.mean * sg);
+        let k = self.gamma * self.invstd;
+        let (a, d) = if self.train {
+            let a = -k * self.invstd * sg_xhat / self.n;
+            (a, -k * sg / self.n - a * self.mean)
+        } else {
+            (0.0, 0.0)
+        };
+        let (k, a, d) = (T::from_f64(k), T::from_f64(a), T::from_f64(d));
+        for (off, g) in planes.iter_mut() {
+            for (g, &xv) in g.iter_mut().zip(&x[*off..*off + hw]) {
+                *g = k * *g + a * xv + d;
+            }
+        }
+        (sg_xhat, sg)
     }
 }
 

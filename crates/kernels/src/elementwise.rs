@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, b
 use rayon::prelude::*;
 
 use crate::matmul::Float;
+use crate::simd::{Wide, wide};
 use crate::storage::{contiguous_slice, into_storage};
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to split a layer.
@@ -17,15 +18,30 @@ struct AddRelu;
 /// `(y, dy) -> dy where y > 0, else 0`: the gradient of both inputs of [`AddRelu`].
 struct ReluGrad;
 
+/// `o[i] = f(a[i], b[i])`.
+struct Map2<'a, T, F> {
+    o: &'a mut [T],
+    a: &'a [T],
+    b: &'a [T],
+    f: &'a F,
+}
+
+impl<T: Float, F: Fn(T, T) -> T> Wide for Map2<'_, T, F> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run(self) {
+        for ((o, &a), &b) in self.o.iter_mut().zip(self.a).zip(self.b) {
+            *o = (self.f)(a, b);
+        }
+    }
+}
+
 fn binary<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     let mut out = vec![T::zero(); a.len()];
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
+        .for_each(|(o, (a, b))| wide(Map2 { o, a, b, f: &f }));
     out
 }
 

@@ -40,9 +40,10 @@ mod batch_norm;
 mod conv;
 mod elementwise;
 mod matmul;
+mod simd;
 mod storage;
 
-pub use alloc::keep_freed_memory;
+pub use alloc::{CANDLE_SPIN_DEFAULT, CANDLE_SPIN_VAR, configure_process, keep_freed_memory};
 pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend};
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;

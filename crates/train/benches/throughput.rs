@@ -14,6 +14,11 @@ use models::{Model, ModelConfig};
 use train::sgd::{Sgd, SgdConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: the first statement of main: no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        kernels::configure_process()
+    };
     // `cargo bench` passes `--bench`; a filter argument selects models by name.
     let filter: Vec<String> = std::env::args()
         .skip(1)
