@@ -2,7 +2,7 @@
 # Build prunebench with `--features cuda` on a machine without a CUDA toolkit (docs/cuda.md).
 #
 #   scripts/build-cuda.sh               # cargo build --release --features cuda -p bench-cli
-#   scripts/build-cuda.sh --check-only  # cargo check --features cuda -p bench-cli (still compiles the PTX)
+#   scripts/build-cuda.sh --check-only  # cargo check of bench-cli and xtask with cuda (still compiles the PTX)
 #   scripts/build-cuda.sh --dev         # cargo build --features cuda -p bench-cli (dev profile)
 #
 # Defaults to its own target dir (target-cuda) so CPU builds in target/ are not invalidated.
@@ -23,7 +23,7 @@ source "$repo/scripts/cuda-env.sh" || { echo "build-cuda.sh: setting up the CUDA
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target-cuda}"
 cd "$repo"
 case "$mode" in
-  check) cmd=(cargo check --features cuda -p bench-cli) ;;
+  check) cmd=(cargo check --locked --features bench-cli/cuda,xtask/cuda -p bench-cli -p xtask) ;;
   dev) cmd=(cargo build --features cuda -p bench-cli) ;;
   release) cmd=(cargo build --release --features cuda -p bench-cli) ;;
 esac
