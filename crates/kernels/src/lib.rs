@@ -4,6 +4,12 @@
 //! running statistics, optionally fused with the ReLU that follows it, and `relu(a + b)` (the end
 //! of a residual block) in one pass.
 //!
+//! On CPUs with AVX-512, f32 stride-1 convolutions on wide images skip im2col: our own GEMM reads
+//! windows of the once-padded image in place, and the weight gradient of long lines is a set of
+//! dot products of output-gradient lines with those windows. Elementwise loops (BatchNorm,
+//! add+ReLU) run in copies compiled for AVX2 where the CPU has it. Binaries call
+//! [`configure_process`] first thing: glibc keeps freed buffers, candle's pool spins briefly.
+//!
 //! The kernels work on contiguous f32/f64 CPU tensors in candle's NCHW layout and run in
 //! parallel over images (rayon); every reduction has a fixed order, so results do not depend on
 //! the thread count. [`use_ours`] tells a model which path to take for a tensor: ours on CPU
