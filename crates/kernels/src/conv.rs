@@ -219,6 +219,9 @@ fn col2im<T: Float>(g: &Geometry, cols: &[T], dx: &mut [T]) {
     }
 }
 
+/// Shortest padded-width gradient line for which [`Windows::weight_grad`] beats im2col.
+const MIN_DOT_LEN: usize = 512;
+
 /// A stride-1 convolution without im2col: on the input zero-padded once, row `(c, ky, kx)` of
 /// the column matrix is the padded plane `c` read from `ky * wp + kx` on, if the output is
 /// computed `wp` (the padded width) values per line instead of `wo`, the last `wp - wo` of each
@@ -263,11 +266,7 @@ impl Windows {
         x: &[T],
         out: &mut [T],
     ) -> Result<()> {
-        let padded_len = if g.pad == 0 {
-            0
-        } else {
-            g.cin * self.hp * self.wp
-        };
+        let padded_len = self.padded_len(g);
         T::with_scratch(padded_len + g.cout * self.n, |buf| {
             let (padded, wide) = buf.split_at_mut(padded_len);
             let image: &[T] = if g.pad == 0 {
@@ -287,12 +286,16 @@ impl Windows {
             Ok(())
         })
     }
-}
 
-/// Shortest padded-width gradient line for which [`Windows::weight_grad`] beats im2col.
-const MIN_DOT_LEN: usize = 512;
+    /// Elements of one padded image; 0 without padding (the image is used as it is).
+    fn padded_len(&self, g: &Geometry) -> usize {
+        if g.pad == 0 {
+            0
+        } else {
+            g.cin * self.hp * self.wp
+        }
+    }
 
-impl Windows {
     /// The weight gradient over the batch, each chunk of images summed by
     /// [`Float::dot_products`]: output gradient lines laid out at the padded width (zeros in
     /// the extra columns) against windows of the padded images. `None` where this CPU and type
@@ -306,11 +309,7 @@ impl Windows {
         }
         let len = g.cout * g.k();
         let per = images_per_chunk(g.batch);
-        let padded_len = if g.pad == 0 {
-            0
-        } else {
-            g.cin * self.hp * self.wp
-        };
+        let padded_len = self.padded_len(g);
         let b_len = if g.pad == 0 {
             g.image_len()
         } else {
