@@ -260,11 +260,23 @@ impl Node {
         variant: Variant,
         seed: u32,
     ) -> Self {
+        let task = Task::Train {
+            runs_dir: runs_dir.to_path_buf(),
+            spec: Box::new(spec),
+        };
+        Self::new(task, deps, dataset, variant, seed)
+    }
+
+    /// A node running `task` for `variant`, filling no cell.
+    fn new(
+        task: Task,
+        deps: Vec<usize>,
+        dataset: DatasetKind,
+        variant: Variant,
+        seed: u32,
+    ) -> Self {
         Self {
-            task: Task::Train {
-                runs_dir: runs_dir.to_path_buf(),
-                spec: Box::new(spec),
-            },
+            task,
             deps,
             dataset,
             arch: variant.arch,
@@ -445,20 +457,13 @@ impl Grid {
         let pruned_config = train::prune::pfec_config(&base.model, variant.version)
             .with_context(|| format!("PFEC {}", variant.label()))?;
         let pruned_dir = pruned_dir(runs_dir, &base, variant.version);
-        self.nodes.push(Node {
-            task: Task::Prune {
-                from: run_dir(runs_dir, &base),
-                version: variant.version,
-                out: pruned_dir.clone(),
-            },
-            deps: vec![unpruned],
-            dataset,
-            arch: variant.arch,
+        let prune = Task::Prune {
+            from: run_dir(runs_dir, &base),
             version: variant.version,
-            column: None,
-            curve: None,
-            seed,
-        });
+            out: pruned_dir.clone(),
+        };
+        self.nodes
+            .push(Node::new(prune, vec![unpruned], dataset, variant, seed));
         Ok(Trunk {
             base,
             unpruned,
