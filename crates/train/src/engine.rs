@@ -142,6 +142,16 @@ fn prepare(spec: &ExperimentSpec) -> Result<Prepared> {
         val_idx.truncate(limit);
         test_idx.truncate(limit);
     }
+    // The best-val model is chosen on val and reported on test: an empty one would report 0%
+    // as if it were a result.
+    for (name, n) in [("validation", val_idx.len()), ("test", test_idx.len())] {
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "the {name} split of {} is empty (check --limit-eval and the validation fraction)",
+                spec.dataset
+            )));
+        }
+    }
     let test = if test_idx.len() == test.len() {
         test
     } else {
@@ -159,6 +169,10 @@ fn check_spec(spec: &ExperimentSpec) -> Result<()> {
     if spec.batch_size == 0 || spec.eval_batch_size == 0 {
         return Err(Error::Config("batch sizes must be at least 1".into()));
     }
+    if spec.epochs == 0 {
+        return Err(Error::Config("a run needs at least 1 epoch".into()));
+    }
+    spec.sgd.check()?;
     if let Some(rate) = spec.soft_prune
         && !(0.0..1.0).contains(&rate)
     {
@@ -220,15 +234,9 @@ pub fn train(
             )));
         }
     }
-    // The data before the run directory: a missing dataset leaves nothing behind.
+    // Everything that can refuse the spec (data, schedule, starting model, masks) before the
+    // run directory: a refused spec leaves nothing behind to block the next run.
     let data = prepare(spec)?;
-    if !started_before {
-        fs::create_dir_all(run.root()).map_err(|source| Error::Io {
-            path: run.root().to_path_buf(),
-            source,
-        })?;
-        write_json(&run.spec(), spec)?;
-    }
     let steps_per_epoch = data.train.len().div_ceil(spec.batch_size);
     let schedule = spec.schedule.build(Budget::new(
         spec.epochs,
@@ -236,14 +244,42 @@ pub fn train(
             .map_err(|_| Error::Config("too many iterations per epoch".into()))?,
     )?)?;
 
-    let state = run.read_state()?;
+    let state = if started_before {
+        run.read_state()?
+    } else {
+        None
+    };
+    if let Some(s) = &state {
+        s.check_for(&run.state(), spec.epochs, steps_per_epoch as u64)?;
+    }
     let model = match &state {
-        Some(s) => Model::load(&run.join(&s.last_dir), &device)?,
+        Some(s) => {
+            let dir = run.join(&s.last_dir);
+            let model = Model::load(&dir, &device)?;
+            if *model.config() != spec.model {
+                return Err(Error::Corrupt {
+                    path: dir,
+                    problem: format!(
+                        "holds a {} model, the run's spec asks for {}",
+                        model.config().name(),
+                        spec.model.name()
+                    ),
+                });
+            }
+            model
+        }
         None => initial_model(spec, &device)?,
     };
     let vars = model.trainable_vars();
-    let masks = initial_masks(spec, &device)?;
+    let masks = initial_masks(spec, &device, &vars)?;
     let mut sgd = Sgd::new(vars.clone(), spec.sgd)?;
+    if !started_before {
+        fs::create_dir_all(run.root()).map_err(|source| Error::Io {
+            path: run.root().to_path_buf(),
+            source,
+        })?;
+        write_json(&run.spec(), spec)?;
+    }
     if let Some(s) = &state {
         let path = run.join(&s.last_dir).join(OPTIMIZER_FILE);
         let tensors =
@@ -285,8 +321,20 @@ pub fn train(
             soft_prune(&model, rate)?;
         }
         let train_secs = started.elapsed().as_secs_f64();
-        let val = evaluate(&model, &data.val, &data.normalize, spec.eval_batch_size)?;
-        let test = evaluate(&model, &data.test, &data.normalize, spec.eval_batch_size)?;
+        // A diverged model stops the run before its epoch is written, as a NaN training loss
+        // does: the last good checkpoint stays the current one.
+        let eval = |set, split| {
+            evaluate(&model, set, &data.normalize, spec.eval_batch_size).map_err(|e| match e {
+                Error::NonFiniteEval { value, .. } => Error::NonFiniteEval {
+                    split,
+                    value,
+                    context: format!(" after epoch {epoch}; {}", kept(&state, &run)),
+                },
+                e => e,
+            })
+        };
+        let val = eval(&data.val, "validation")?;
+        let test = eval(&data.test, "test")?;
         let metrics = EpochMetrics {
             epoch,
             lr: schedule.lr(u64::from(epoch) * steps_per_epoch as u64),
@@ -390,8 +438,13 @@ fn soft_prune(model: &Model, rate: f64) -> Result<()> {
     Ok(())
 }
 
-/// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it).
-fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>> {
+/// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it),
+/// checked against the model's variables.
+fn initial_masks(
+    spec: &ExperimentSpec,
+    device: &Device,
+    vars: &[(String, Var)],
+) -> Result<Option<Masks>> {
     let Init::Checkpoint { path } = &spec.init else {
         return Ok(None);
     };
@@ -400,6 +453,7 @@ fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>
         return Ok(None);
     }
     let masks = Masks::load(&file, device)?;
+    crate::prune::check_masks(&masks, vars, &file)?;
     tracing::info!(file = %file.display(), sparsity = masks.sparsity()?, "keeping pruned weights at zero");
     Ok(Some(masks))
 }
@@ -439,21 +493,12 @@ fn train_epoch(
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
-            let kept = if state.last_dir.is_empty() {
-                "no checkpoint was written yet".to_string()
-            } else {
-                format!(
-                    "the last good checkpoint (epoch {}) stays in {}",
-                    state.epochs_done - 1,
-                    run.join(&state.last_dir).display()
-                )
-            };
             return Err(Error::NonFinite {
                 epoch,
                 iteration,
                 step: state.global_step,
                 value,
-                kept,
+                kept: kept(state, run),
             });
         }
         let mut grads = loss.backward()?;
@@ -480,6 +525,19 @@ fn train_epoch(
     Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
 }
 
+/// Where the last good checkpoint is, for the message of a run stopped by a non-finite number.
+fn kept(state: &RunState, run: &RunDir) -> String {
+    if state.last_dir.is_empty() {
+        "no checkpoint was written yet".to_string()
+    } else {
+        format!(
+            "the last good checkpoint (epoch {}) stays in {}",
+            state.epochs_done - 1,
+            run.join(&state.last_dir).display()
+        )
+    }
+}
+
 fn to_tensors(batch: &datasets::transform::Batch, device: &Device) -> Result<(Tensor, Tensor)> {
     let s = batch.shape;
     let x = Tensor::from_slice(
@@ -501,12 +559,17 @@ fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 }
 
 /// Accuracy and mean cross-entropy of `model` on `set` in evaluation mode (running statistics).
+/// An empty set is refused, and so is a loss that is not finite ([`Error::NonFiniteEval`]): a
+/// diverged model has no accuracy worth reporting.
 pub fn evaluate(
     model: &Model,
     set: &ImageSet,
     normalize: &Normalize,
     batch_size: usize,
 ) -> Result<Evaluation> {
+    if set.is_empty() {
+        return Err(Error::Config("cannot evaluate on an empty set".into()));
+    }
     let indices: Vec<usize> = (0..set.len()).collect();
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     for chunk in indices.chunks(batch_size.max(1)) {
@@ -517,10 +580,18 @@ pub fn evaluate(
         loss_sum += f64::from(loss) * chunk.len() as f64;
         correct += count_correct(&logits, &y)?;
     }
-    let n = set.len().max(1) as f64;
+    let n = set.len() as f64;
+    let loss = loss_sum / n;
+    if !loss.is_finite() {
+        return Err(Error::NonFiniteEval {
+            split: "evaluation",
+            value: loss,
+            context: String::new(),
+        });
+    }
     Ok(Evaluation {
         accuracy: correct as f64 / n,
-        loss: loss_sum / n,
+        loss,
         images: set.len(),
     })
 }
@@ -535,7 +606,7 @@ fn checkpoint(
     m: &EpochMetrics,
 ) -> Result<()> {
     let epoch = m.epoch;
-    let last_dir = format!("epoch-{epoch:04}");
+    let last_dir = RunState::epoch_dir(epoch);
     let dir = run.join(&last_dir);
     // A directory left by a run killed while writing it is incomplete: start it afresh.
     let _ = fs::remove_dir_all(&dir);
@@ -550,10 +621,15 @@ fn checkpoint(
         .into_iter()
         .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
         .collect::<Result<HashMap<String, Tensor>>>()?;
-    candle_core::safetensors::save(&opt, &opt_path)?;
+    // Through our atomic writer, so a full disk names the file and leaves no half file.
+    let bytes = safetensors::serialize(&opt, None).map_err(|e| Error::Corrupt {
+        path: opt_path.clone(),
+        problem: e.to_string(),
+    })?;
+    crate::run::write_atomic(&opt_path, &bytes)?;
     let improved = state.best.as_ref().is_none_or(|b| m.val_acc > b.val_acc);
     if improved {
-        let best_dir = format!("best-{epoch:04}");
+        let best_dir = RunState::best_dir(epoch);
         let _ = fs::remove_dir_all(run.join(&best_dir));
         model.save(&run.join(&best_dir))?;
         if let Some(masks) = masks {
@@ -580,7 +656,8 @@ fn read_metrics(run: &RunDir, epochs_done: u32) -> Result<Vec<EpochMetrics>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let text = fs::read_to_string(&path).map_err(|source| Error::Io {
+    // One line per epoch: a few hundred bytes each.
+    let text = files::read_to_string(&path, files::SMALL).map_err(|source| Error::Io {
         path: path.clone(),
         source,
     })?;

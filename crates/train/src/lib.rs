@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A run file that does not parse.
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -66,6 +66,16 @@ pub enum Error {
         value: f32,
         /// Where the last good checkpoint is.
         kept: String,
+    },
+    /// An evaluation loss that is NaN or infinite: the model has diverged.
+    #[error("the {split} loss is {value}{context}: the model has diverged")]
+    NonFiniteEval {
+        /// `validation`, `test` or `evaluation`.
+        split: &'static str,
+        /// The mean loss.
+        value: f64,
+        /// Where and when (empty outside a run).
+        context: String,
     },
     /// A run directory that holds another experiment, or a finished or started run that was
     /// not asked to resume.
@@ -99,7 +109,7 @@ pub enum Error {
         device: String,
     },
     /// A CUDA device that the CUDA build could not open (no such GPU, no driver).
-    #[error("device '{device}': cannot open it: {source}")]
+    #[error("device '{device}': cannot open it")]
     CudaDevice {
         /// The device asked for.
         device: String,

@@ -115,6 +115,15 @@ pub fn pfec_config(config: &ModelConfig, version: Option<PfecVersion>) -> Result
 
 /// Prunes `model` as `req` says and writes the result into `req.out`.
 pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
+    // A run directory names its checkpoints in state.json: a pruned model written beside them
+    // would be ignored by every reader of the run, and would mix two models in one folder.
+    let run = crate::run::RunDir::new(req.out);
+    if run.spec().exists() || run.state().exists() {
+        return Err(Error::RunDir(format!(
+            "{} is a training run's directory; write the pruned checkpoint to another --out",
+            req.out.display()
+        )));
+    }
     let config = model.config().clone();
     let tensors = model.tensors()?;
     let mut files = vec![PLAN_FILE];
@@ -276,6 +285,40 @@ fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Res
         flops += f;
     }
     Ok((params, flops))
+}
+
+/// Checks masks read from `file` against the model they will hold at zero: every mask names a
+/// trainable variable of the model, has its shape, and holds only 0 and 1 (a 0.5 or a NaN
+/// would scale weights instead of pruning them).
+pub fn check_masks(masks: &Masks, vars: &[(String, candle_core::Var)], file: &Path) -> Result<()> {
+    let bad = |problem: String| Error::Corrupt {
+        path: file.to_path_buf(),
+        problem,
+    };
+    let shapes: HashMap<&str, &[usize]> = vars
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_tensor().dims()))
+        .collect();
+    for (name, mask) in masks.iter() {
+        let Some(&shape) = shapes.get(name.as_str()) else {
+            return Err(bad(format!(
+                "a mask for {name}, which the model does not have"
+            )));
+        };
+        if mask.dims() != shape {
+            return Err(bad(format!(
+                "the mask for {name} is {:?}, the tensor is {shape:?}",
+                mask.dims()
+            )));
+        }
+        let values = mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0) {
+            return Err(bad(format!(
+                "the mask for {name} holds {v}; masks hold only 0 and 1"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates `dir` if needed and writes `plan.json` into it: called only once the plan is made, so

@@ -14,7 +14,6 @@
 //! by a rename, so a run killed at any moment resumes from its last complete epoch.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -25,29 +24,16 @@ use crate::{Error, Result};
 /// Writes `bytes` to `path` through a temporary file beside it and a rename: readers see the old
 /// file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    files::write_atomic(path, bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
-/// Reads and parses a JSON file, naming the file in any error.
+/// Reads and parses a JSON file we wrote (a spec, a state, a result: small files, capped at
+/// [`files::SMALL`]), naming the file in any error.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = files::read_to_string(path, files::SMALL).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -57,11 +43,19 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-/// Writes a value as pretty JSON, atomically.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Corrupt {
+/// Writes a value as pretty JSON, atomically. The text is parsed back first: serde_json writes
+/// a NaN as `null`, which no reader accepts, so a value that would not read back is refused
+/// before the file is touched.
+pub fn write_json<T: Serialize + DeserializeOwned>(path: &Path, value: &T) -> Result<()> {
+    let corrupt = |problem: String| Error::Corrupt {
         path: path.to_path_buf(),
-        problem: e.to_string(),
+        problem,
+    };
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| corrupt(e.to_string()))?;
+    serde_json::from_str::<T>(&text).map_err(|e| {
+        corrupt(format!(
+            "refusing to write a file that could not be read back ({e}; a NaN or infinite number?)"
+        ))
     })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
@@ -93,6 +87,88 @@ pub struct RunState {
     pub last_dir: String,
     /// The best-val model so far.
     pub best: Option<Best>,
+}
+
+impl RunState {
+    /// The checkpoint directory of epoch `epoch` (0-based).
+    pub fn epoch_dir(epoch: u32) -> String {
+        format!("epoch-{epoch:04}")
+    }
+
+    /// The best-val model directory of epoch `epoch` (0-based).
+    pub fn best_dir(epoch: u32) -> String {
+        format!("best-{epoch:04}")
+    }
+
+    /// Checks what can be checked without the spec: the directories named are the ones the
+    /// engine writes for those epochs (so never a path outside the run), and the numbers are in
+    /// range. `path` is the file, for the error.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let bad = |problem: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if self.epochs_done == 0 {
+            return Err(bad("epochs_done is 0: no epoch was committed".into()));
+        }
+        let last = Self::epoch_dir(self.epochs_done - 1);
+        if self.last_dir != last {
+            return Err(bad(format!(
+                "last_dir is {:?}; after {} epoch(s) it is {last:?}",
+                self.last_dir, self.epochs_done
+            )));
+        }
+        if let Some(b) = &self.best {
+            if b.epoch >= self.epochs_done {
+                return Err(bad(format!(
+                    "the best epoch {} is not among the {} done",
+                    b.epoch, self.epochs_done
+                )));
+            }
+            if b.dir != Self::best_dir(b.epoch) {
+                return Err(bad(format!(
+                    "best.dir is {:?}; for epoch {} it is {:?}",
+                    b.dir,
+                    b.epoch,
+                    Self::best_dir(b.epoch)
+                )));
+            }
+            let unit = |x: f64| (0.0..=1.0).contains(&x);
+            if !unit(b.val_acc) || !unit(b.test_acc) || !(b.test_loss.is_finite()) {
+                return Err(bad(format!(
+                    "the best model's numbers are out of range (val {}, test {}, loss {})",
+                    b.val_acc, b.test_acc, b.test_loss
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check), and that the state belongs to a run of `epochs` epochs of
+    /// `steps_per_epoch` iterations each.
+    pub fn check_for(&self, path: &Path, epochs: u32, steps_per_epoch: u64) -> Result<()> {
+        self.check(path)?;
+        let bad = |problem: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if self.epochs_done > epochs {
+            return Err(bad(format!(
+                "{} epochs done, but the spec has {epochs}",
+                self.epochs_done
+            )));
+        }
+        let steps = u64::from(self.epochs_done).checked_mul(steps_per_epoch);
+        if steps != Some(self.global_step) {
+            return Err(bad(format!(
+                "global_step is {}; {} epoch(s) of {steps_per_epoch} iterations make {}",
+                self.global_step,
+                self.epochs_done,
+                steps.map_or("more than 2^64".to_string(), |s| s.to_string())
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Paths inside a run directory.
@@ -139,13 +215,16 @@ impl RunDir {
         self.root.join(rel)
     }
 
-    /// The state, if the run has completed an epoch.
+    /// The state, if the run has completed an epoch; checked (see [`RunState::check`]), so the
+    /// directories it names lie inside the run.
     pub fn read_state(&self) -> Result<Option<RunState>> {
-        if self.state().is_file() {
-            read_json(&self.state()).map(Some)
-        } else {
-            Ok(None)
+        let path = self.state();
+        if !path.exists() {
+            return Ok(None);
         }
+        let state: RunState = read_json(&path)?;
+        state.check(&path)?;
+        Ok(Some(state))
     }
 
     /// Removes checkpoint directories that `state` no longer names (older epochs, older bests,
@@ -215,5 +294,32 @@ pub fn read_origin(dir: &Path) -> Result<Option<Origin>> {
         read_json(&path).map(Some)
     } else {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_that_would_not_read_back_is_not_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("best.json");
+        let best = Best {
+            epoch: 0,
+            val_acc: 0.5,
+            test_acc: 0.5,
+            test_loss: f64::NAN,
+            dir: RunState::best_dir(0),
+        };
+        let e = write_json(&path, &best).unwrap_err();
+        assert!(e.to_string().contains("could not be read back"), "{e}");
+        assert!(!path.exists());
+        let fine = Best {
+            test_loss: 0.25,
+            ..best
+        };
+        write_json(&path, &fine).unwrap();
+        assert_eq!(read_json::<Best>(&path).unwrap(), fine);
     }
 }

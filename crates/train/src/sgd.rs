@@ -44,6 +44,23 @@ impl Default for SgdConfig {
     }
 }
 
+impl SgdConfig {
+    /// Refuses a momentum or weight decay that is negative or not finite.
+    pub fn check(&self) -> Result<()> {
+        for (what, v) in [
+            ("momentum", self.momentum),
+            ("weight decay", self.weight_decay),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "SGD {what} must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The optimizer: named parameters and one momentum buffer each, created on the first step.
 #[derive(Debug)]
 pub struct Sgd {
@@ -58,16 +75,7 @@ const BUFFER: &str = "momentum_buffer.";
 impl Sgd {
     /// An optimizer over named parameters (names key the saved state).
     pub fn new(params: Vec<(String, Var)>, config: SgdConfig) -> Result<Self> {
-        for (what, v) in [
-            ("momentum", config.momentum),
-            ("weight decay", config.weight_decay),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Config(format!(
-                    "SGD {what} must be finite and >= 0, got {v}"
-                )));
-            }
-        }
+        config.check()?;
         Ok(Self {
             params,
             config,

@@ -80,7 +80,7 @@ fn info(args: InfoArgs) -> Result<()> {
                 local
             };
             let path = &path;
-            let text = std::fs::read_to_string(path)
+            let text = files::read_to_string(path, files::SMALL)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             ModelConfig::from_json(&text).with_context(|| format!("{}", path.display()))?
         }

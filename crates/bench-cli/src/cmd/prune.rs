@@ -230,8 +230,8 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
 
 /// A structured plan from a file: unstructured plans record counts, not the masks themselves.
 fn read_plan(file: &Path) -> Result<PruningPlan> {
-    let text =
-        fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = files::read_to_string(file, files::SMALL)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let plan: PruningPlan = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a pruning plan", file.display()))?;
     if plan.groups.is_empty() {
