@@ -165,7 +165,10 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("fifo");
-        let status = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(status.success());
         let e = read(&p, SMALL).unwrap_err();
         assert_eq!(e.to_string(), "is a FIFO, not a regular file");
