@@ -418,6 +418,19 @@ impl ModelConfig {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Reads, parses and validates a `config.json` of at most [`files::SMALL`] bytes; FIFOs and
+    /// devices are refused by name. Errors name the file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = files::read_to_string(path, files::SMALL).map_err(|source| Error::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|e| Error::BadConfig {
+            file: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
     /// Parses and validates a config from JSON.
     pub fn from_json(text: &str) -> Result<Self> {
         let config: Self = serde_json::from_str(text)
@@ -649,5 +662,23 @@ mod tests {
         // conv0: 3 -> w (was 64); conv1: w -> 64 (was 64 -> 64); BN0: 2w (was 128).
         let extra = (3 * w * 9 - 3 * 64 * 9) + (w * 64 * 9 - 64 * 64 * 9) + (2 * w - 128);
         assert_eq!(v.params(), base.params() + extra);
+    }
+
+    #[test]
+    fn config_files_are_read_with_a_cap_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let config = ModelConfig::resnet(20, 10, 3).unwrap();
+        std::fs::write(&path, config.to_json()).unwrap();
+        assert_eq!(ModelConfig::load(&path).unwrap(), config);
+        std::fs::write(&path, r#"{"arch":"resnet","depth":21}"#).unwrap();
+        let err = ModelConfig::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadConfig { file, .. } if file == &path),
+            "{err}"
+        );
+        let err = ModelConfig::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert_eq!(err.to_string(), "/dev/zero");
     }
 }
