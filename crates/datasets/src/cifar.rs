@@ -6,7 +6,7 @@
 //! number of records.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, ImageSet, ImageShape, Result};
@@ -83,9 +83,14 @@ impl Cifar {
     }
 }
 
-/// Reads one CIFAR binary file, checking its size and every label.
+/// The most bytes a CIFAR binary file may have (1 GiB: CIFAR-100's training file is 154 MB).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads one CIFAR binary file, checking its size (a whole number of records, at most
+/// [`MAX_FILE_BYTES`]) before reading it, then every label. FIFOs and devices are refused by
+/// name.
 pub fn read_file(path: &Path, cifar: Cifar) -> Result<ImageSet> {
-    let bytes = fs::read(path).map_err(|e| match e.kind() {
+    let (file, len) = files::open(path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Missing {
             path: path.to_path_buf(),
             hint: format!(
@@ -102,13 +107,26 @@ pub fn read_file(path: &Path, cifar: Cifar) -> Result<ImageSet> {
         },
     })?;
     let record = cifar.record_bytes();
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if len == 0 || len % record as u64 != 0 {
         return Err(Error::format(
             path,
             format!(
-                "size {} bytes is not a whole, non-zero number of {record}-byte records ({} label byte(s) + 3072 pixels)",
-                bytes.len(),
+                "size {len} bytes is not a whole, non-zero number of {record}-byte records ({} label byte(s) + 3072 pixels)",
                 cifar.label_bytes()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // `take`: a file that grows while it is read gives no more than its size said.
+    file.take(len + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io(path))?;
+    if bytes.len() as u64 != len {
+        return Err(Error::format(
+            path,
+            format!(
+                "the file changed while it was read ({len} bytes, then {})",
+                bytes.len()
             ),
         ));
     }

@@ -7,8 +7,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the cause follows in the error chain: not found, a
+    /// FIFO or a device, over its size cap, ...).
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -16,7 +17,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file the dataset needs is not there.
-    #[error("{path}: not found ({hint})")]
+    #[error("{}: not found ({hint})", path.display())]
     Missing {
         /// The file looked for.
         path: PathBuf,
@@ -24,7 +25,7 @@ pub enum Error {
         hint: String,
     },
     /// A file's contents do not have the format they should.
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", path.display())]
     Format {
         /// The file.
         path: PathBuf,
@@ -32,7 +33,10 @@ pub enum Error {
         problem: String,
     },
     /// A label outside the dataset's classes.
-    #[error("{path}: record {record} has label {label}, but the dataset has {classes} classes")]
+    #[error(
+        "{}: record {record} has label {label}, but the dataset has {classes} classes",
+        path.display()
+    )]
     Label {
         /// The file.
         path: PathBuf,
@@ -55,7 +59,8 @@ pub enum Error {
     },
     /// A downloaded file's checksum differs from the published one.
     #[error(
-        "{path}: MD5 {actual} differs from the published {expected} (a corrupt or truncated download; nothing was extracted)"
+        "{}: MD5 {actual} differs from the published {expected} (a corrupt or truncated download; nothing was extracted)",
+        path.display()
     )]
     Checksum {
         /// The downloaded file.

@@ -4,7 +4,7 @@
 //! dimension sizes, then the bytes. Files may be gzipped (as published) or plain.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -68,12 +68,13 @@ pub fn read_split(dir: &Path, prefix: &str) -> Result<ImageSet> {
 
 /// `dir/name`, or `dir/name` without `.gz` if only the decompressed file is there.
 fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+    // `exists`, not `is_file`: a FIFO or a directory under the name is refused by name when read.
     let gz = dir.join(name);
-    if gz.is_file() {
+    if gz.exists() {
         return Ok(gz);
     }
     let plain = dir.join(name.trim_end_matches(".gz"));
-    if plain.is_file() {
+    if plain.exists() {
         return Ok(plain);
     }
     Err(Error::Missing {
@@ -97,75 +98,120 @@ fn pad(raw: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
-/// The bytes of a file, gunzipped if it starts with gzip's magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = fs::read(path).map_err(Error::io(path))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
+/// The most bytes an IDX file's data may hold (1 GiB: Fashion-MNIST's training images are 47 MB).
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
 
-fn header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Vec<usize>> {
-    let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+/// The most bytes an IDX file may have on disk, gzipped or not: its data cap plus room for a
+/// header and gzip's framing (stored blocks add 5 bytes per 64 KiB).
+const MAX_FILE_BYTES: u64 = MAX_IDX_BYTES + (MAX_IDX_BYTES >> 10) + 4096;
+
+/// An IDX file's header dimensions and data, read without trusting the file: the header comes
+/// first, the data size it announces is computed with checked arithmetic and capped at
+/// [`MAX_IDX_BYTES`], then at most that many bytes (plus one, to see trailing garbage) are read or
+/// inflated. A gzip bomb is refused one byte past what its header announces; a plain file whose
+/// length differs from its header is refused before its data is read.
+fn read_idx(path: &Path, magic: u32, dims: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (file, len) = files::open(path, MAX_FILE_BYTES).map_err(Error::io(path))?;
+    let mut file = BufReader::new(file);
+    let gz = file
+        .fill_buf()
+        .map_err(Error::io(path))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let read_error = |e: std::io::Error| {
+        if gz {
+            Error::format(path, format!("corrupt gzip data: {e}"))
+        } else {
+            Error::io(path)(e)
+        }
+    };
+    let need = 4 + 4 * dims;
+    let mut head = vec![0u8; need];
+    let mut got = 0;
+    while got < need {
+        match reader.read(&mut head[got..]).map_err(read_error)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     // The magic first: a label file given for an image file says so, not "too short".
-    if bytes.len() >= 4 && word(0) != magic {
+    if got >= 4 && word(0) != magic {
         return Err(Error::format(
             path,
             format!("IDX magic {:#010x}, expected {magic:#010x}", word(0)),
         ));
     }
-    let need = 4 + 4 * dims;
-    if bytes.len() < need {
+    if got < need {
         return Err(Error::format(
             path,
-            format!(
-                "{} bytes, shorter than an IDX header of {need}",
-                bytes.len()
-            ),
+            format!("{got} bytes, shorter than an IDX header of {need}"),
         ));
     }
-    Ok((0..dims).map(|d| word(4 + 4 * d) as usize).collect())
+    let d: Vec<usize> = (0..dims).map(|i| word(4 + 4 * i) as usize).collect();
+    let announced = || {
+        let shape: Vec<String> = d[1..].iter().map(usize::to_string).collect();
+        if shape.is_empty() {
+            format!("{} {what}", d[0])
+        } else {
+            format!("{} {what} of {}", d[0], shape.join("x"))
+        }
+    };
+    let data = d
+        .iter()
+        .try_fold(1u64, |p, &x| p.checked_mul(x as u64))
+        .filter(|&b| b <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "the header announces {}, more than the {MAX_IDX_BYTES} bytes an IDX file may hold",
+                    announced()
+                ),
+            )
+        })?;
+    let expected = need as u64 + data;
+    let mismatch = |found: String| {
+        Error::format(
+            path,
+            format!(
+                "{found} bytes, but the header announces {} ({expected} bytes)",
+                announced()
+            ),
+        )
+    };
+    // A plain file's length is known: refused before its data is read.
+    if !gz && len != expected {
+        return Err(mismatch(len.to_string()));
+    }
+    // Not reserved up front for gzip: a small file announcing a large size must deliver the
+    // bytes before they are allocated.
+    let mut out = Vec::with_capacity(if gz { 0 } else { data as usize });
+    reader
+        .take(data + 1)
+        .read_to_end(&mut out)
+        .map_err(read_error)?;
+    match (out.len() as u64).cmp(&data) {
+        std::cmp::Ordering::Equal => Ok((d, out)),
+        std::cmp::Ordering::Less => Err(mismatch((need + out.len()).to_string())),
+        std::cmp::Ordering::Greater => Err(mismatch(format!("more than {expected}"))),
+    }
 }
 
 /// Reads an IDX image file: `(count, rows, cols, pixels)`.
 pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
-    let bytes = read_maybe_gz(path)?;
-    let d = header(path, &bytes, IMAGES_MAGIC, 3)?;
-    let (n, rows, cols) = (d[0], d[1], d[2]);
-    let expected = 16 + n * rows * cols;
-    if bytes.len() != expected {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} bytes, but the header announces {n} images of {rows}x{cols} ({expected} bytes)",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok((n, rows, cols, bytes[16..].to_vec()))
+    let (d, pixels) = read_idx(path, IMAGES_MAGIC, 3, "images")?;
+    Ok((d[0], d[1], d[2], pixels))
 }
 
 /// Reads an IDX label file, checking every label is below `classes`.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u16>> {
-    let bytes = read_maybe_gz(path)?;
-    let n = header(path, &bytes, LABELS_MAGIC, 1)?[0];
-    if bytes.len() != 8 + n {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} bytes, but the header announces {n} labels ({} bytes)",
-                bytes.len(),
-                8 + n
-            ),
-        ));
-    }
-    bytes[8..]
+    let (_, bytes) = read_idx(path, LABELS_MAGIC, 1, "labels")?;
+    bytes
         .iter()
         .enumerate()
         .map(|(i, &l)| {

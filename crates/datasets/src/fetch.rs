@@ -95,6 +95,10 @@ fn hint(archive: &Archive, dir: &Path) -> String {
     )
 }
 
+/// The most bytes a download may bring (1 GiB: the CIFAR-100 tarball is 161 MB), whatever the
+/// server announces: a server that never stops sending fills no disk.
+pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+
 fn download(
     archive: &Archive,
     dir: &Path,
@@ -114,6 +118,11 @@ fn download(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if let Some(total) = total.filter(|&t| t > MAX_DOWNLOAD_BYTES) {
+        return Err(fail(format!(
+            "the server announces {total} bytes, more than the {MAX_DOWNLOAD_BYTES} a dataset archive may have"
+        )));
+    }
     let mut body = response.into_body().into_reader();
     let mut file = fs::File::create(part).map_err(Error::io(part))?;
     let mut md5 = Md5::new();
@@ -127,6 +136,11 @@ fn download(
         md5.update(&buf[..n]);
         file.write_all(&buf[..n]).map_err(Error::io(part))?;
         done += n as u64;
+        if done > MAX_DOWNLOAD_BYTES {
+            return Err(fail(format!(
+                "more than the {MAX_DOWNLOAD_BYTES} bytes a dataset archive may have arrived"
+            )));
+        }
         progress(done, total);
     }
     file.sync_all().map_err(Error::io(part))?;

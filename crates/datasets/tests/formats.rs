@@ -256,3 +256,122 @@ fn debian_fashion_mnist_when_installed() {
     assert_eq!(data.train.class_counts(), vec![6000; 10]);
     assert_eq!(data.test.class_counts(), vec![1000; 10]);
 }
+
+/// A gzipped IDX image header announcing `n` 28x28 images, followed by `payload` zero bytes.
+fn gz_idx(n: u32, payload: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    for w in [0x0803u32, n, 28, 28] {
+        gz.write_all(&w.to_be_bytes()).unwrap();
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = payload;
+    while left > 0 {
+        let k = left.min(zeros.len() as u64) as usize;
+        gz.write_all(&zeros[..k]).unwrap();
+        left -= k as u64;
+    }
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_one_byte_past_what_its_header_announces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train-images-idx3-ubyte.gz");
+    // The header announces 10 images (7,840 bytes); 64 MiB of zeros follow, in about 64 KB.
+    let bomb = gz_idx(10, 64 << 20);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    std::fs::write(&path, &bomb).unwrap();
+    let e = error_text(fashion::read_images(&path).unwrap_err());
+    assert!(
+        e.ends_with(
+            "train-images-idx3-ubyte.gz: more than 7856 bytes, but the header announces 10 images of 28x28 (7856 bytes)"
+        ),
+        "{e}"
+    );
+    // One image short, and exactly right.
+    std::fs::write(&path, gz_idx(10, 9 * 784)).unwrap();
+    let e = error_text(fashion::read_images(&path).unwrap_err());
+    assert!(
+        e.contains(": 7072 bytes, but the header announces 10 images"),
+        "{e}"
+    );
+    std::fs::write(&path, gz_idx(10, 10 * 784)).unwrap();
+    assert_eq!(fashion::read_images(&path).unwrap().0, 10);
+}
+
+#[test]
+fn an_idx_header_announcing_too_much_is_refused_before_reading_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train-images-idx3-ubyte");
+    // 4e9 images of 65535x65535: the product overflows u64.
+    let mut raw = Vec::new();
+    for w in [0x0803u32, u32::MAX, 65_535, 65_535] {
+        raw.extend(w.to_be_bytes());
+    }
+    std::fs::write(&path, &raw).unwrap();
+    let e = error_text(fashion::read_images(&path).unwrap_err());
+    assert!(
+        e.contains(
+            "the header announces 4294967295 images of 65535x65535, more than the 1073741824 bytes"
+        ),
+        "{e}"
+    );
+    // The same through gzip.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let e = error_text(fashion::read_images(&path).unwrap_err());
+    assert!(e.contains("more than the 1073741824 bytes"), "{e}");
+    // A plain file whose length differs from its header is refused from its length alone.
+    let mut raw = Vec::new();
+    for w in [0x0801u32, 1_000_000] {
+        raw.extend(w.to_be_bytes());
+    }
+    std::fs::write(&path, &raw).unwrap();
+    let e = error_text(fashion::read_labels(&path, 10).unwrap_err());
+    assert!(
+        e.ends_with(": 8 bytes, but the header announces 1000000 labels (1000008 bytes)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn devices_and_fifos_are_refused_by_name() {
+    let e = cifar::read_file(Path::new("/dev/zero"), Cifar::Ten).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path == Path::new("/dev/zero")),
+        "{e}"
+    );
+    assert_eq!(
+        std::error::Error::source(&e).unwrap().to_string(),
+        "is a character device, not a regular file"
+    );
+    // The cause is printed once: by the chain, not again in the message.
+    assert_eq!(e.to_string(), "/dev/zero");
+
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "test_batch.bin",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        let fifo = dir.path().join(name);
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let e = cifar::read_file(&dir.path().join("test_batch.bin"), Cifar::Ten).unwrap_err();
+    assert_eq!(
+        std::error::Error::source(&e).unwrap().to_string(),
+        "is a FIFO, not a regular file"
+    );
+    // Found under its name (not skipped as absent), then refused.
+    let e = fashion::read_split(dir.path(), "t10k").unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path.ends_with("t10k-images-idx3-ubyte.gz")),
+        "{e}"
+    );
+}

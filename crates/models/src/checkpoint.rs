@@ -4,17 +4,23 @@
 //! PyTorch reads the weights with `safetensors.torch.load_file` and `load_state_dict(...,
 //! strict=False)` (only `num_batches_tracked` is absent); we read PyTorch's files back, with or
 //! without `num_batches_tracked`.
+//!
+//! Files are not trusted: a weights file is read only after its header's offsets are found to
+//! cover exactly the file's length (at most [`files::LARGE`]), a config is at most
+//! [`files::SMALL`], FIFOs and devices are refused by name, and every weight must be finite and
+//! every running variance non-negative ([`check_values`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::layout::{TensorRole, TensorSpec};
 
 /// The weights file inside a checkpoint directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -38,6 +44,8 @@ pub struct Checkpoint {
 pub fn save(dir: &Path, config: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<()> {
     config.validate()?;
     let tensors = validate_tensors(config, tensors.clone(), "tensors to save")?;
+    // A file the loader would refuse is not written: a diverged model fails here, by name.
+    check_values(config, &tensors, "tensors to save")?;
     fs::create_dir_all(dir).map_err(|source| Error::Io {
         file: dir.to_path_buf(),
         source,
@@ -54,9 +62,9 @@ pub fn save(dir: &Path, config: &ModelConfig, tensors: &HashMap<String, Tensor>)
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         raw.insert(name, (t.dims().to_vec(), bytes));
     }
-    let bytes = serialize(config, &raw).map_err(|source| Error::Corrupt {
+    let bytes = serialize(config, &raw).map_err(|e| Error::Corrupt {
         file: weights.clone(),
-        source,
+        detail: e.to_string(),
     })?;
     write_atomic(&weights, &bytes)?;
     let mut json = config.to_json();
@@ -80,37 +88,50 @@ fn serialize(
 
 /// Reads a checkpoint: `path` is its directory or its `.safetensors` file. The config comes from
 /// the file's metadata, else from `config.json` beside it. Every tensor is checked against the
-/// config; the first mismatch is an error naming the file and the tensor.
+/// config, and its values with [`check_values`]; the first fault is an error naming the file and
+/// the tensor.
 pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     let file = if path.is_dir() {
         path.join(WEIGHTS_FILE)
     } else {
         path.to_path_buf()
     };
-    let bytes = read(&file)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|source| Error::Corrupt {
-        file: file.clone(),
-        source,
-    })?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|source| Error::Corrupt {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes = read_safetensors(&file)?;
+    let st = deserialize(&bytes, &file)?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(&file, e))?;
     let config = match metadata
         .metadata()
         .as_ref()
         .and_then(|m| m.get(CONFIG_METADATA_KEY))
     {
-        Some(json) => ModelConfig::from_json(json).map_err(|e| Error::BadConfig {
-            file: file.clone(),
-            detail: e.to_string(),
-        })?,
+        Some(json) => {
+            // The same cap as a `config.json`: the header may hold up to 100 MB.
+            if json.len() as u64 > files::SMALL {
+                return Err(Error::BadConfig {
+                    file,
+                    detail: format!(
+                        "the config in the metadata is {} bytes, more than the {} a config may have",
+                        json.len(),
+                        files::SMALL
+                    ),
+                });
+            }
+            ModelConfig::from_json(json).map_err(|e| Error::BadConfig {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?
+        }
         None => {
             let beside = file.with_file_name(CONFIG_FILE);
-            if !beside.is_file() {
+            // `exists`, not `is_file`: a FIFO or a directory there is refused by name below.
+            if !beside.exists() {
                 return Err(Error::NoConfig { file });
             }
-            let text = String::from_utf8_lossy(&read(&beside)?).into_owned();
+            let text =
+                files::read_to_string(&beside, files::SMALL).map_err(|source| Error::Io {
+                    file: beside.clone(),
+                    source,
+                })?;
             ModelConfig::from_json(&text).map_err(|e| Error::BadConfig {
                 file: beside,
                 detail: e.to_string(),
@@ -122,19 +143,111 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
 }
 
 /// Reads the tensors of a safetensors file (e.g. a PyTorch `state_dict` saved with
-/// `safetensors.torch.save_file`) for a known config, checking each name, dtype and shape.
+/// `safetensors.torch.save_file`) for a known config, checking each name, dtype, shape and
+/// value ([`check_values`]).
 pub fn load_tensors(
     file: &Path,
     config: &ModelConfig,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
     config.validate()?;
-    let bytes = read(file)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|source| Error::Corrupt {
+    let bytes = read_safetensors(file)?;
+    let st = deserialize(&bytes, file)?;
+    read_tensors(&st, config, file, device)
+}
+
+/// safetensors' own cap on a header (`MAX_HEADER_SIZE` in safetensors 0.8).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+fn corrupt(file: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        file: file.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+fn deserialize<'a>(bytes: &'a [u8], file: &Path) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| corrupt(file, e))
+}
+
+/// The bytes of a safetensors file, read only once its header is known to describe exactly the
+/// file's length: a file of at most [`files::LARGE`] bytes, an 8-byte header length, a JSON
+/// header, then the tensor data whose last offset must be the end of the file.
+///
+/// safetensors checks the same (and more: contiguous offsets, sizes matching dtype and shape)
+/// but only on the whole file in memory; checking the header first means a small header in
+/// front of gigabytes of anything is refused after reading the header alone.
+fn read_safetensors(file: &Path) -> Result<Vec<u8>> {
+    let io = |source: std::io::Error| Error::Io {
         file: file.to_path_buf(),
         source,
-    })?;
-    read_tensors(&st, config, file, device)
+    };
+    let (f, len) = files::open(file, files::LARGE).map_err(io)?;
+    // `take`: a file that grows while it is read still gives at most `len + 1` bytes.
+    let mut f = f.take(len.saturating_add(1));
+    if len < 8 {
+        return Err(corrupt(
+            file,
+            format!("{len} bytes, shorter than the 8-byte header length"),
+        ));
+    }
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head).map_err(io)?;
+    let n = u64::from_le_bytes(head);
+    if n > MAX_HEADER_BYTES || n > len - 8 {
+        return Err(corrupt(
+            file,
+            format!("a header of {n} bytes does not fit in a file of {len} bytes"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let data_end = header_data_end(&header).map_err(|detail| corrupt(file, detail))?;
+    let expected = data_end.checked_add(8 + n);
+    if expected != Some(len) {
+        return Err(corrupt(
+            file,
+            format!(
+                "the header's tensors end at byte {} of the data, the file has {} bytes after its {n}-byte header",
+                data_end,
+                len - 8 - n
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&head);
+    bytes.extend_from_slice(&header);
+    f.read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 != len {
+        return Err(corrupt(
+            file,
+            format!(
+                "the file changed while it was read ({len} bytes, then {})",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The largest end offset in a safetensors header (0 when it lists no tensor); the full check
+/// of every entry is safetensors' own, once the bytes are read.
+fn header_data_end(header: &[u8]) -> std::result::Result<u64, String> {
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("invalid JSON in header: {e}"))?;
+    map.iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .try_fold(0u64, |end, (name, info)| {
+            let offsets = info
+                .get("data_offsets")
+                .and_then(|o| o.as_array())
+                .filter(|o| o.len() == 2)
+                .and_then(|o| Some((o[0].as_u64()?, o[1].as_u64()?)));
+            match offsets {
+                Some((start, stop)) if start <= stop => Ok(end.max(stop)),
+                _ => Err(format!("tensor `{name}` has no valid data_offsets")),
+            }
+        })
 }
 
 fn read_tensors(
@@ -173,11 +286,69 @@ fn read_tensors(
                 found: view.shape().to_vec(),
             });
         }
-        let t = Tensor::from_raw_buffer(view.data(), dtype, &spec.shape, device)?
-            .to_dtype(DType::F32)?;
-        out.insert(spec.name, t);
+        // Decoded on the CPU, where the values are checked before the tensor moves to `device`.
+        let values = Tensor::from_raw_buffer(view.data(), dtype, &spec.shape, &Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        check_slice(&spec, &values, &origin)?;
+        out.insert(
+            spec.name,
+            Tensor::from_vec(values, spec.shape.as_slice(), device)?,
+        );
     }
     Ok(out)
+}
+
+/// Checks the values of a model's tensors: every element finite, every BatchNorm running
+/// variance at least 0. The first fault, in the config's tensor order, is an error naming
+/// `origin` (a file, or what the tensors are), the tensor, the element and its value.
+///
+/// [`load`] and [`load_tensors`] run it on everything they read and [`save`] on everything it
+/// writes; call it on tensors from elsewhere before trusting them. `tensors` must hold every
+/// tensor of `config` (as [`load`] returns them); one that is absent is an error.
+pub fn check_values(
+    config: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    origin: &str,
+) -> Result<()> {
+    for spec in config.tensor_specs() {
+        let t = tensors
+            .get(&spec.name)
+            .ok_or_else(|| Error::MissingTensor {
+                origin: origin.to_string(),
+                tensor: spec.name.clone(),
+            })?;
+        let values = t
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        check_slice(&spec, &values, origin)?;
+    }
+    Ok(())
+}
+
+fn check_slice(spec: &TensorSpec, values: &[f32], origin: &str) -> Result<()> {
+    if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            origin: origin.to_string(),
+            tensor: spec.name.clone(),
+            index,
+            value,
+        });
+    }
+    if spec.role == TensorRole::RunningVar
+        && let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| **v < 0.0)
+    {
+        return Err(Error::NegativeVariance {
+            origin: origin.to_string(),
+            tensor: spec.name.clone(),
+            index,
+            value,
+        });
+    }
+    Ok(())
 }
 
 /// `num_batches_tracked` is a PyTorch BatchNorm buffer we neither use nor require.
@@ -246,31 +417,10 @@ pub(crate) fn validate_tensors(
     Ok(tensors)
 }
 
-fn read(file: &Path) -> Result<Vec<u8>> {
-    fs::read(file).map_err(|source| Error::Io {
-        file: file.to_path_buf(),
-        source,
-    })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it into place.
+/// Writes `bytes` to `path` atomically (a temporary file beside it, synced, then renamed).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        Error::Io {
-            file: path.to_path_buf(),
-            source,
-        }
+    files::write_atomic(path, bytes).map_err(|source| Error::Io {
+        file: path.to_path_buf(),
+        source,
     })
 }

@@ -37,6 +37,23 @@ pub const VGG16_LAYOUT: [VggItem; 17] = {
     ]
 };
 
+/// The widest layer a config may have (any conv, linear or BatchNorm width, and the input
+/// channels): 64x the widest layer of the paper's networks, and small enough that no count of a
+/// validated config can overflow.
+pub const MAX_WIDTH: usize = 1 << 16;
+
+/// The most output classes a config may have (ImageNet-21k has 21,841).
+pub const MAX_CLASSES: usize = 1_000_000;
+
+/// The deepest network a config may describe: the depth of a ResNet or DenseNet, the conv layers
+/// of a VGG. Above ResNet-1202, the deepest CIFAR network published (He et al. 2016).
+pub const MAX_DEPTH: usize = 2_000;
+
+/// The most tensor elements (parameters and running statistics) a model may hold: 2^32, that is
+/// 16 GiB of f32 weights, the cap on a weights file ([`files::LARGE`]). Keeps every parameter
+/// and FLOPs count far from `u64` overflow, and refuses a config before its tensors are allocated.
+pub const MAX_ELEMENTS: u64 = 1 << 32;
+
 /// One network: its family and every width that pruning may change.
 ///
 /// Serialized with an `arch` tag: `{"arch": "resnet", "depth": 56, ...}`.
@@ -130,11 +147,9 @@ pub struct DenseNetConfig {
 impl ModelConfig {
     /// An unpruned CIFAR ResNet of the given depth (6n+2).
     pub fn resnet(depth: usize, num_classes: usize, in_channels: usize) -> Result<Self> {
-        if depth < 8 || !(depth - 2).is_multiple_of(6) {
-            return Err(Error::Config(format!(
-                "ResNet depth must be 6n+2 with n >= 1, got {depth}"
-            )));
-        }
+        // Checked before the width list is allocated: `resnet6000000002` must not build 3e9 entries.
+        check_resnet_depth(depth)?;
+        check_io(in_channels, num_classes)?;
         let n = (depth - 2) / 6;
         let block_widths = RESNET_STAGE_WIDTHS
             .iter()
@@ -153,6 +168,7 @@ impl ModelConfig {
 
     /// The unpruned CIFAR VGG-16 with BatchNorm.
     pub fn vgg16(num_classes: usize, in_channels: usize) -> Result<Self> {
+        check_io(in_channels, num_classes)?;
         let config = Self::Vgg(VggConfig {
             in_channels,
             num_classes,
@@ -170,11 +186,9 @@ impl ModelConfig {
         num_classes: usize,
         in_channels: usize,
     ) -> Result<Self> {
-        if depth < 7 || !(depth - 4).is_multiple_of(3) {
-            return Err(Error::Config(format!(
-                "DenseNet depth must be 3n+4 with n >= 1, got {depth}"
-            )));
-        }
+        check_densenet_depth(depth)?;
+        check_io(in_channels, num_classes)?;
+        check_width("DenseNet growth rate", growth_rate)?;
         let n = (depth - 4) / 3;
         let stem_width = 2 * growth_rate;
         // No compression: each transition keeps the channels its block ends with.
@@ -291,21 +305,15 @@ impl ModelConfig {
         }
     }
 
-    /// Checks that the config describes a network that can be built: depths, list lengths and
-    /// non-zero widths.
+    /// Checks that the config describes a network that can be built: depths, list lengths,
+    /// widths between 1 and [`MAX_WIDTH`], at most [`MAX_CLASSES`] classes, and at most
+    /// [`MAX_ELEMENTS`] tensor elements in all (so parameter and FLOPs counts are exact).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Config(msg));
-        if self.in_channels() == 0 || self.num_classes() == 0 {
-            return bad("in_channels and num_classes must be at least 1".into());
-        }
+        check_io(self.in_channels(), self.num_classes())?;
         match self {
             Self::ResNet(c) => {
-                if c.depth < 8 || !(c.depth - 2).is_multiple_of(6) {
-                    return bad(format!(
-                        "ResNet depth must be 6n+2 with n >= 1, got {}",
-                        c.depth
-                    ));
-                }
+                check_resnet_depth(c.depth)?;
                 let n = (c.depth - 2) / 6;
                 if c.block_widths.len() != 3 * n {
                     return bad(format!(
@@ -318,6 +326,7 @@ impl ModelConfig {
                 if let Some(i) = c.block_widths.iter().position(|&w| w == 0) {
                     return bad(format!("ResNet block width {i} is zero"));
                 }
+                check_widths("ResNet block width", &c.block_widths)?;
             }
             Self::Vgg(c) => {
                 let convs = c
@@ -328,6 +337,11 @@ impl ModelConfig {
                 let pools = c.cfg.len() - convs;
                 if convs == 0 {
                     return bad("VGG needs at least one conv layer".into());
+                }
+                if convs > MAX_DEPTH {
+                    return bad(format!(
+                        "VGG has {convs} conv layers, more than the {MAX_DEPTH} allowed"
+                    ));
                 }
                 // 32x32 input; the classifier's 2x2 average pool needs a 2x2 map after the pools.
                 if pools != 4 {
@@ -341,14 +355,15 @@ impl ModelConfig {
                 if c.cfg.contains(&VggItem::Conv(0)) || c.classifier_width == 0 {
                     return bad("VGG widths must be at least 1".into());
                 }
+                for item in &c.cfg {
+                    if let VggItem::Conv(w) = *item {
+                        check_width("VGG conv width", w)?;
+                    }
+                }
+                check_width("VGG classifier width", c.classifier_width)?;
             }
             Self::DenseNet(c) => {
-                if c.depth < 7 || !(c.depth - 4).is_multiple_of(3) {
-                    return bad(format!(
-                        "DenseNet depth must be 3n+4 with n >= 1, got {}",
-                        c.depth
-                    ));
-                }
+                check_densenet_depth(c.depth)?;
                 let n = (c.depth - 4) / 3;
                 if c.layer_widths.len() != 3 * n {
                     return bad(format!(
@@ -370,7 +385,29 @@ impl ModelConfig {
                 {
                     return bad("DenseNet widths must be at least 1".into());
                 }
+                check_width("DenseNet growth rate", c.growth_rate)?;
+                check_width("DenseNet stem width", c.stem_width)?;
+                check_widths("DenseNet layer width", &c.layer_widths)?;
+                check_widths("DenseNet transition width", &c.transition_widths)?;
             }
+        }
+        // Widths are capped, but a block's concatenation or a long network can still add up:
+        // every tensor is counted with checked arithmetic before anything is allocated for it.
+        let elements = self
+            .tensor_specs()
+            .iter()
+            .try_fold(0u64, |sum, spec| {
+                let n = spec
+                    .shape
+                    .iter()
+                    .try_fold(1u64, |p, &d| p.checked_mul(d as u64))?;
+                sum.checked_add(n)
+            })
+            .filter(|&n| n <= MAX_ELEMENTS);
+        if elements.is_none() {
+            return bad(format!(
+                "the model would hold more than {MAX_ELEMENTS} tensor elements (16 GiB of f32)"
+            ));
         }
         Ok(())
     }
@@ -381,6 +418,19 @@ impl ModelConfig {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Reads, parses and validates a `config.json` of at most [`files::SMALL`] bytes; FIFOs and
+    /// devices are refused by name. Errors name the file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = files::read_to_string(path, files::SMALL).map_err(|source| Error::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|e| Error::BadConfig {
+            file: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
     /// Parses and validates a config from JSON.
     pub fn from_json(text: &str) -> Result<Self> {
         let config: Self = serde_json::from_str(text)
@@ -388,6 +438,56 @@ impl ModelConfig {
         config.validate()?;
         Ok(config)
     }
+}
+
+fn check_resnet_depth(depth: usize) -> Result<()> {
+    if depth < 8 || !(depth - 2).is_multiple_of(6) || depth > MAX_DEPTH {
+        return Err(Error::Config(format!(
+            "ResNet depth must be 6n+2 with n >= 1, at most {MAX_DEPTH}, got {depth}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_densenet_depth(depth: usize) -> Result<()> {
+    if depth < 7 || !(depth - 4).is_multiple_of(3) || depth > MAX_DEPTH {
+        return Err(Error::Config(format!(
+            "DenseNet depth must be 3n+4 with n >= 1, at most {MAX_DEPTH}, got {depth}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_io(in_channels: usize, num_classes: usize) -> Result<()> {
+    if in_channels == 0 || num_classes == 0 {
+        return Err(Error::Config(
+            "in_channels and num_classes must be at least 1".into(),
+        ));
+    }
+    if in_channels > MAX_WIDTH {
+        return Err(Error::Config(format!(
+            "in_channels must be at most {MAX_WIDTH}, got {in_channels}"
+        )));
+    }
+    if num_classes > MAX_CLASSES {
+        return Err(Error::Config(format!(
+            "num_classes must be at most {MAX_CLASSES}, got {num_classes}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_width(what: &str, width: usize) -> Result<()> {
+    if width > MAX_WIDTH {
+        return Err(Error::Config(format!(
+            "{what} must be at most {MAX_WIDTH}, got {width}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_widths(what: &str, widths: &[usize]) -> Result<()> {
+    widths.iter().try_for_each(|&w| check_width(what, w))
 }
 
 impl Serialize for VggItem {
@@ -476,5 +576,109 @@ mod tests {
             r.block_widths[0] = 8;
         }
         assert_eq!(c.name(), "resnet56-pruned");
+    }
+
+    #[test]
+    fn huge_depths_classes_and_channels_are_refused_before_allocating() {
+        let msg = |r: Result<ModelConfig>| r.unwrap_err().to_string();
+        // 6n+2 with n = 10^9: the width list alone would be 12 GB.
+        assert_eq!(
+            msg(ModelConfig::from_name("resnet6000000002", 10, 3)),
+            "invalid model config: ResNet depth must be 6n+2 with n >= 1, at most 2000, got 6000000002"
+        );
+        assert_eq!(
+            msg(ModelConfig::from_name("densenet3000000004", 10, 3)),
+            "invalid model config: DenseNet depth must be 3n+4 with n >= 1, at most 2000, got 3000000004"
+        );
+        assert_eq!(
+            msg(ModelConfig::resnet(20, usize::MAX, 3)),
+            format!(
+                "invalid model config: num_classes must be at most 1000000, got {}",
+                usize::MAX
+            )
+        );
+        assert_eq!(
+            msg(ModelConfig::vgg16(10, 1_000_000_000)),
+            "invalid model config: in_channels must be at most 65536, got 1000000000"
+        );
+        assert_eq!(
+            msg(ModelConfig::densenet(40, usize::MAX, 10, 3)),
+            format!(
+                "invalid model config: DenseNet growth rate must be at most 65536, got {}",
+                usize::MAX
+            )
+        );
+        // ResNet-1202, the deepest CIFAR ResNet published (19.4M parameters in He et al.), is
+        // within the caps. By hand, n = 200: stem 432 + 32; stage 1, 200 x (2 x 2304 + 64);
+        // stage 2, 13,952 + 199 x 18,560; stage 3, 55,552 + 199 x 73,984; fc 650.
+        assert_eq!(
+            ModelConfig::resnet(1202, 10, 3).unwrap().params(),
+            19_421_274
+        );
+    }
+
+    #[test]
+    fn widths_within_their_cap_that_add_up_to_too_much_are_refused() {
+        // Every width at the cap: 16 convs of 65536 x 65536 x 9 is 618G weights.
+        let json = format!(
+            r#"{{"arch":"vgg","in_channels":3,"num_classes":10,"cfg":[{w},"M",{w},"M",{w},"M",{w},"M",{w}]}}"#,
+            w = MAX_WIDTH
+        );
+        assert_eq!(
+            ModelConfig::from_json(&json).unwrap_err().to_string(),
+            "invalid model config: the model would hold more than 4294967296 tensor elements (16 GiB of f32)"
+        );
+        let json = format!(
+            r#"{{"arch":"vgg","in_channels":3,"num_classes":10,"cfg":[{}]}}"#,
+            ["1"; 2001].join(",")
+        );
+        assert!(
+            ModelConfig::from_json(&json)
+                .unwrap_err()
+                .to_string()
+                .contains("2001 conv layers, more than the 2000 allowed")
+        );
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_wrapping_for_unvalidated_configs() {
+        let mut c = ModelConfig::resnet(8, 10, 3).unwrap();
+        if let ModelConfig::ResNet(r) = &mut c {
+            r.block_widths = vec![1 << 63, 16, 16];
+        }
+        assert!(c.validate().is_err());
+        // Used to wrap around to 1,498 parameters.
+        assert_eq!(c.params(), u64::MAX);
+        assert_eq!(c.flops(), u64::MAX);
+        // At the caps, a validated config's counts are exact (no saturation): checked against
+        // the closed form of a VGG whose first conv is as wide as allowed.
+        let mut v = ModelConfig::vgg16(10, 3).unwrap();
+        if let ModelConfig::Vgg(cfg) = &mut v {
+            cfg.cfg[0] = VggItem::Conv(MAX_WIDTH);
+        }
+        v.validate().unwrap();
+        let base = ModelConfig::vgg16(10, 3).unwrap();
+        let w = MAX_WIDTH as u64;
+        // conv0: 3 -> w (was 64); conv1: w -> 64 (was 64 -> 64); BN0: 2w (was 128).
+        let extra = (3 * w * 9 - 3 * 64 * 9) + (w * 64 * 9 - 64 * 64 * 9) + (2 * w - 128);
+        assert_eq!(v.params(), base.params() + extra);
+    }
+
+    #[test]
+    fn config_files_are_read_with_a_cap_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let config = ModelConfig::resnet(20, 10, 3).unwrap();
+        std::fs::write(&path, config.to_json()).unwrap();
+        assert_eq!(ModelConfig::load(&path).unwrap(), config);
+        std::fs::write(&path, r#"{"arch":"resnet","depth":21}"#).unwrap();
+        let err = ModelConfig::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadConfig { file, .. } if file == &path),
+            "{err}"
+        );
+        let err = ModelConfig::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert_eq!(err.to_string(), "/dev/zero");
     }
 }

@@ -1,20 +1,27 @@
 //! Parameter and FLOPs counts from a config alone: no tensors are built.
 
 use crate::config::ModelConfig;
-use crate::layout::Layer;
 
 impl ModelConfig {
     /// Trainable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`:
     /// conv and linear weights, linear biases, BatchNorm weights and biases; running statistics
     /// are buffers and do not count.
+    ///
+    /// Exact for a validated config (see [`ModelConfig::validate`]); saturates at `u64::MAX`
+    /// for one whose counts overflow, never wraps around.
     pub fn params(&self) -> u64 {
-        self.layers().iter().map(Layer::params).sum()
+        self.layers()
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.params()))
     }
 
     /// Multiply-adds of one forward pass on a 32x32 image, counting convs and linear layers
     /// only, as the PFEC paper's FLOPs column (ResNet-56: 125.49M).
+    /// Exact for a validated config, saturating otherwise, as [`ModelConfig::params`].
     pub fn flops(&self) -> u64 {
-        self.layers().iter().map(Layer::flops).sum()
+        self.layers()
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.flops()))
     }
 }
 

@@ -8,21 +8,24 @@ pub enum Error {
     /// A config that describes no buildable network (bad depth, wrong number of widths, ...).
     #[error("invalid model config: {0}")]
     Config(String),
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", file.display())]
+    /// Reading or writing a file failed (the cause, printed after it in an error chain, says
+    /// why: not found, a FIFO, over its size cap, ...).
+    #[error("{}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A file that is not a readable safetensors file (truncated, corrupt header, ...).
-    #[error("{}: not a valid safetensors file: {source}", file.display())]
+    /// A file that is not a readable safetensors file (truncated, corrupt header, offsets that
+    /// do not cover the file, ...).
+    #[error("{}: not a valid safetensors file: {detail}", file.display())]
     Corrupt {
         /// The file.
         file: PathBuf,
-        /// What the safetensors reader found.
-        source: safetensors::SafeTensorError,
+        /// What is wrong. A string, not the reader's error as a source: safetensors' errors
+        /// print their own cause again, so a chain would show it twice.
+        detail: String,
     },
     /// A config stored in a checkpoint (metadata or `config.json`) that does not parse.
     #[error("{}: bad model config: {detail}", file.display())]
@@ -81,6 +84,36 @@ pub enum Error {
         tensor: String,
         /// The dtype found.
         found: String,
+    },
+    /// A weight that is NaN or infinite: a diverged run, or a corrupt file. Such a model
+    /// evaluates to chance with a NaN loss, so it is refused where it is read or written.
+    #[error(
+        "{origin}: tensor `{tensor}` holds {value} at element {index} (weights must be finite)"
+    )]
+    NonFinite {
+        /// The file (or `tensors to save`).
+        origin: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The first faulty element, in row-major order.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// A BatchNorm running variance below zero: no training produces one, and normalising by
+    /// its square root gives NaN.
+    #[error(
+        "{origin}: BatchNorm running variance `{tensor}` is {value} at element {index} (must be at least 0)"
+    )]
+    NegativeVariance {
+        /// The file (or `tensors to save`).
+        origin: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The first faulty element.
+        index: usize,
+        /// Its value.
+        value: f32,
     },
     /// Pruning failed (a plan that does not fit the model, a version it lacks, ...).
     #[error(transparent)]

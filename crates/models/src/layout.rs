@@ -62,43 +62,52 @@ impl Layer {
     }
 
     /// Trainable parameters (BatchNorm running statistics excluded, as PyTorch's `parameters()`).
+    ///
+    /// Exact for the layers of a validated config ([`ModelConfig::validate`] caps every count);
+    /// saturates at `u64::MAX` otherwise, never wraps around.
     pub fn params(&self) -> u64 {
-        let p = match self {
+        match self {
             Self::Conv2d {
                 in_channels,
                 out_channels,
                 kernel,
                 ..
-            } => in_channels * out_channels * kernel * kernel,
-            Self::BatchNorm { channels, .. } => 2 * channels,
+            } => product(&[*in_channels, *out_channels, *kernel, *kernel]),
+            Self::BatchNorm { channels, .. } => product(&[2, *channels]),
             Self::Linear {
                 in_features,
                 out_features,
                 ..
-            } => in_features * out_features + out_features,
-        };
-        p as u64
+            } => product(&[*in_features, *out_features]).saturating_add(*out_features as u64),
+        }
     }
 
     /// Multiply-adds for one image: convs and linear layers only (no BatchNorm, ReLU, pooling or
-    /// bias additions), the convention of the PFEC paper's FLOPs column.
+    /// bias additions), the convention of the PFEC paper's FLOPs column. Exact for a validated
+    /// config, saturating otherwise, as [`Layer::params`].
     pub fn flops(&self) -> u64 {
-        let f = match self {
+        match self {
             Self::Conv2d {
                 in_channels,
                 out_channels,
                 kernel,
                 output_size,
                 ..
-            } => in_channels * out_channels * kernel * kernel * output_size * output_size,
+            } => product(&[
+                *in_channels,
+                *out_channels,
+                *kernel,
+                *kernel,
+                *output_size,
+                *output_size,
+            ]),
             Self::BatchNorm { .. } => 0,
             Self::Linear {
                 in_features,
                 out_features,
                 ..
-            } => in_features * out_features,
-        };
-        f as u64
+            } => product(&[*in_features, *out_features]),
+        }
     }
 
     /// The tensors this layer owns, with PyTorch names and layouts.
@@ -139,6 +148,15 @@ impl Layer {
             ],
         }
     }
+}
+
+/// The product of `factors` in `u64`, saturating: an unvalidated config's count is "too many",
+/// never a small wrapped-around number.
+fn product(factors: &[usize]) -> u64 {
+    factors
+        .iter()
+        .try_fold(1u64, |p, &f| p.checked_mul(f as u64))
+        .unwrap_or(u64::MAX)
 }
 
 /// What a named tensor is for.

@@ -21,6 +21,15 @@ fn bn_members(bn: &str, offset: usize) -> impl Iterator<Item = GroupMember> + '_
 }
 
 impl ModelConfig {
+    /// Checks unstructured masks against this model: every mask names one of its tensors and
+    /// has that tensor's shape ([`prune_core::Masks::check_tensors`]). Values are checked when
+    /// masks are read ([`prune_core::Masks::load`] refuses anything but 0 and 1).
+    pub fn check_masks(&self, masks: &prune_core::Masks) -> Result<()> {
+        let specs = self.tensor_specs();
+        masks.check_tensors(specs.iter().map(|s| (s.name.as_str(), s.shape.as_slice())))?;
+        Ok(())
+    }
+
     /// The channel groups pruning may shrink, in forward order. Each is named after the conv that
     /// produces its channels and lists every tensor axis that carries them:
     ///
@@ -551,5 +560,25 @@ mod tests {
         assert_eq!(d.transition_widths, [72, 50]);
         let bad: BTreeMap<String, usize> = [("nope".to_string(), 1)].into();
         assert!(dense.with_group_widths(&bad).is_err());
+    }
+
+    #[test]
+    fn masks_for_tensors_the_model_lacks_or_of_the_wrong_shape_are_refused() {
+        let config = ModelConfig::resnet(8, 10, 3).unwrap();
+        let dev = Device::Cpu;
+        let ones = |shape: &[usize]| Tensor::ones(shape, candle_core::DType::F32, &dev).unwrap();
+        let good = prune_core::Masks::new([("fc.weight".to_string(), ones(&[10, 64]))]).unwrap();
+        config.check_masks(&good).unwrap();
+        let unknown =
+            prune_core::Masks::new([("layer9.0.conv1.weight".to_string(), ones(&[1]))]).unwrap();
+        assert_eq!(
+            config.check_masks(&unknown).unwrap_err().to_string(),
+            "mask for tensor `layer9.0.conv1.weight`, which the model does not have"
+        );
+        let shape = prune_core::Masks::new([("fc.weight".to_string(), ones(&[64, 10]))]).unwrap();
+        assert_eq!(
+            config.check_masks(&shape).unwrap_err().to_string(),
+            "mask for `fc.weight` has shape [64, 10], the weight has [10, 64]"
+        );
     }
 }

@@ -201,3 +201,175 @@ fn a_corrupt_config_in_the_metadata_is_an_error() {
     let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
     assert!(matches!(err, Error::BadConfig { .. }), "{err}");
 }
+
+/// `raw` with the f32 tensor `name`'s element `index` set to `value`.
+fn poke(raw: &mut HashMap<String, Raw>, name: &str, index: usize, value: f32) {
+    let bytes = &mut raw.get_mut(name).unwrap().2;
+    bytes[4 * index..4 * index + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+#[test]
+fn nan_and_infinite_weights_are_refused_by_name() {
+    let (config, model) = small();
+    for (tensor, value) in [
+        ("layer1.0.conv1.weight", f32::NAN),
+        ("fc.bias", f32::INFINITY),
+        ("bn1.running_mean", f32::NEG_INFINITY),
+    ] {
+        let mut raw = raw_tensors(&model);
+        poke(&mut raw, tensor, 3, value);
+        let (err, msg) = load_error(&config, &raw);
+        match err {
+            Error::NonFinite {
+                tensor: t,
+                index,
+                value: v,
+                ..
+            } => {
+                assert_eq!((t.as_str(), index), (tensor, 3), "{msg}");
+                assert_eq!(v.to_bits(), value.to_bits(), "{msg}");
+            }
+            other => panic!("expected NonFinite for {tensor}, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_negative_running_variance_is_refused_by_name() {
+    let (config, model) = small();
+    let mut raw = raw_tensors(&model);
+    poke(&mut raw, "layer1.0.bn2.running_var", 5, -0.25);
+    let (err, msg) = load_error(&config, &raw);
+    assert!(
+        matches!(&err, Error::NegativeVariance { tensor, index: 5, .. } if tensor == "layer1.0.bn2.running_var"),
+        "{msg}"
+    );
+    assert!(msg.contains("-0.25"), "{msg}");
+    // A negative running mean or BatchNorm weight is legitimate.
+    let mut raw = raw_tensors(&model);
+    poke(&mut raw, "layer1.0.bn2.running_mean", 5, -0.25);
+    poke(&mut raw, "layer1.0.bn2.weight", 5, -0.25);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ok.safetensors");
+    write_raw(&file, &raw, meta(&config));
+    checkpoint::load(&file, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn saving_non_finite_weights_is_refused_and_writes_nothing() {
+    let (config, model) = small();
+    let mut tensors = model.tensors().unwrap();
+    let w = &tensors["fc.weight"];
+    let nan = (w * f64::NAN).unwrap();
+    tensors.insert("fc.weight".into(), nan);
+    let dir = tempfile::tempdir().unwrap();
+    let err = checkpoint::save(dir.path(), &config, &tensors).unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFinite { tensor, index: 0, .. } if tensor == "fc.weight"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn special_files_are_refused_by_name_without_reading_them() {
+    let err = checkpoint::load(Path::new("/dev/zero"), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert_eq!(
+        chain,
+        "/dev/zero: is a character device, not a regular file"
+    );
+
+    // A weights file without metadata, and a FIFO where its config.json should be: refused, not
+    // opened (opening a FIFO blocks until a writer comes).
+    let (_, model) = small();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(WEIGHTS_FILE);
+    write_raw(&file, &raw_tensors(&model), None);
+    let fifo = dir.path().join(CONFIG_FILE);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert!(
+        matches!(&err, Error::Io { file, .. } if file == &fifo),
+        "{err}"
+    );
+    assert_eq!(source.as_deref(), Some("is a FIFO, not a regular file"));
+}
+
+#[test]
+fn a_header_that_does_not_cover_the_file_is_refused_before_the_data_is_read() {
+    let (_, model) = small();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let good = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
+    // Trailing bytes after the last tensor: the header no longer describes the file.
+    let mut longer = good.clone();
+    longer.extend([0u8; 1000]);
+    let file = dir.path().join("longer.safetensors");
+    std::fs::write(&file, &longer).unwrap();
+    let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    let data = good.len() - 8 - u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    assert!(
+        err.to_string().contains(&format!(
+            "the header's tensors end at byte {data} of the data, the file has {} bytes",
+            data + 1000
+        )),
+        "{err}"
+    );
+    // A header length past the end of the file.
+    let mut cut = good[..100].to_vec();
+    cut[..8].copy_from_slice(&1000u64.to_le_bytes());
+    let file = dir.path().join("cut.safetensors");
+    std::fs::write(&file, &cut).unwrap();
+    let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("a header of 1000 bytes does not fit in a file of 100 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_oversized_config_in_the_metadata_is_refused() {
+    let (_, model) = small();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(WEIGHTS_FILE);
+    let huge = " ".repeat(files::SMALL as usize + 1);
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), huge)]);
+    write_raw(&file, &raw_tensors(&model), Some(metadata));
+    let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(err, Error::BadConfig { .. }) && err.to_string().contains("more than the"),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_widths_in_a_config_json_are_refused_with_a_clear_error() {
+    // Widths of 2^63 used to wrap the parameter count around to 1,498.
+    let w = 1u64 << 63;
+    let json = format!(
+        r#"{{"arch":"resnet","depth":8,"in_channels":3,"num_classes":10,"block_widths":[{w},16,16]}}"#
+    );
+    let err = ModelConfig::from_json(&json).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid model config: ResNet block width must be at most 65536, got {w}")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_, model) = small();
+    let file = dir.path().join(WEIGHTS_FILE);
+    write_raw(&file, &raw_tensors(&model), None);
+    std::fs::write(dir.path().join(CONFIG_FILE), &json).unwrap();
+    let err = checkpoint::load(&file, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::BadConfig { .. }), "{err}");
+}

@@ -118,13 +118,51 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", file.display())]
+    /// Writing a file, or decoding the tensors of one, failed (the cause follows in the chain).
+    #[error("{}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
         /// The underlying error.
         source: candle_core::Error,
+    },
+    /// Reading a file failed: absent, a FIFO or a device, over its size cap, ... (the cause
+    /// follows in the chain).
+    #[error("{}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A `plan.json` that does not parse as a pruning plan.
+    #[error("{}: not a pruning plan: {detail}", file.display())]
+    Plan {
+        /// The file.
+        file: PathBuf,
+        /// What the JSON reader found.
+        detail: String,
+    },
+    /// A mask element that is neither 0 nor 1 (0.5, 7, NaN, ...): multiplied into weights and
+    /// gradients, it would scale them instead of keeping or removing them.
+    #[error(
+        "{origin}: mask for `{tensor}` holds {value} at element {index} (a mask holds only 0 and 1)"
+    )]
+    MaskValue {
+        /// The file (or `masks`).
+        origin: String,
+        /// The masked tensor.
+        tensor: String,
+        /// The first faulty element, in row-major order.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// A mask for a tensor the model does not have.
+    #[error("mask for tensor `{tensor}`, which the model does not have")]
+    UnknownMaskTensor {
+        /// The tensor the mask names.
+        tensor: String,
     },
     /// A tensor operation failed.
     #[error(transparent)]

@@ -145,13 +145,93 @@ impl Masks {
         })
     }
 
-    /// Loads masks written by [`Masks::save`] onto `device`.
+    /// Loads masks written by [`Masks::save`] onto `device`, refusing any element other than 0
+    /// and 1 ([`Error::MaskValue`]). The file is at most [`MAX_FILE_BYTES`]; FIFOs and devices
+    /// are refused by name.
+    ///
+    /// Whether the masks fit a model is [`Masks::check_tensors`]'s question: call it with the
+    /// model's tensors before applying them.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let tensors = candle_core::safetensors::load(path, device).map_err(|source| Error::Io {
+        let bytes = files::read(path, MAX_FILE_BYTES).map_err(|source| Error::Read {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::new(tensors)
+        // Decoded on the CPU, where the values are checked before anything moves to `device`.
+        let tensors =
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|source| {
+                Error::Io {
+                    file: path.to_path_buf(),
+                    source,
+                }
+            })?;
+        drop(bytes);
+        let origin = path.display().to_string();
+        let mut masks = BTreeMap::new();
+        for (name, t) in tensors {
+            let t = t.to_dtype(DType::F32)?;
+            check_binary(&name, &t, &origin)?;
+            masks.insert(name, t.to_device(device)?);
+        }
+        Ok(Self { masks })
+    }
+
+    /// Checks that every element of every mask is exactly 0 or 1; the first fault names the
+    /// tensor, the element and its value. [`Masks::load`] does it on every file it reads.
+    pub fn check_binary(&self) -> Result<()> {
+        self.masks
+            .iter()
+            .try_for_each(|(name, mask)| check_binary(name, mask, "masks"))
+    }
+
+    /// Checks the masks against a model's tensors, given as `(name, shape)`: every mask must
+    /// name one of them and have its shape. The first fault in name order is
+    /// [`Error::UnknownMaskTensor`] or [`Error::MaskShape`]. Tensors without a mask are fine.
+    pub fn check_tensors<'a>(
+        &self,
+        tensors: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+    ) -> Result<()> {
+        let shapes: HashMap<&str, &[usize]> = tensors.into_iter().collect();
+        for (name, mask) in &self.masks {
+            let Some(&shape) = shapes.get(name.as_str()) else {
+                return Err(Error::UnknownMaskTensor {
+                    tensor: name.clone(),
+                });
+            };
+            if mask.dims() != shape {
+                return Err(Error::MaskShape {
+                    tensor: name.clone(),
+                    mask: mask.dims().to_vec(),
+                    weight: shape.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cap on a masks file: one byte per masked weight, so a quarter of the cap on a weights file
+/// of f32 ([`files::LARGE`]).
+pub const MAX_FILE_BYTES: u64 = files::LARGE / 4;
+
+fn check_binary(name: &str, mask: &Tensor, origin: &str) -> Result<()> {
+    let values = mask
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    // `v == 0.0 || v == 1.0` is false for NaN, so NaN is refused too.
+    match values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(**v == 0.0 || **v == 1.0))
+    {
+        Some((index, &value)) => Err(Error::MaskValue {
+            origin: origin.to_string(),
+            tensor: name.to_string(),
+            index,
+            value,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -220,5 +300,101 @@ mod tests {
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         assert_eq!((w[1], w[3]), (0.0, 0.0));
         assert!(w[0] != 0.5 && w[2] != -0.3);
+    }
+
+    /// Writes f32 masks (not u8, as `save` does, so any value can be stored).
+    fn write_f32(path: &Path, name: &str, values: &[f32]) {
+        let masks: HashMap<String, Tensor> = [(name.to_string(), t(values))].into();
+        candle_core::safetensors::save(&masks, path).unwrap();
+    }
+
+    #[test]
+    fn masks_other_than_zero_and_one_are_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("masks.safetensors");
+        for (values, index, bad) in [
+            (vec![1., 0.5, 0.], 1, 0.5),
+            (vec![0., 1., 7.], 2, 7.),
+            (vec![f32::NAN, 1.], 0, f32::NAN),
+            (vec![1., -0.0, f32::INFINITY], 2, f32::INFINITY),
+        ] {
+            write_f32(&path, "conv.weight", &values);
+            match Masks::load(&path, &Device::Cpu).unwrap_err() {
+                Error::MaskValue {
+                    origin,
+                    tensor,
+                    index: i,
+                    value,
+                } => {
+                    assert_eq!(origin, path.display().to_string());
+                    assert_eq!((tensor.as_str(), i), ("conv.weight", index));
+                    assert_eq!(value.to_bits(), bad.to_bits());
+                }
+                other => panic!("{values:?}: expected MaskValue, got {other}"),
+            }
+        }
+        // -0.0 == 0.0: a valid mask.
+        write_f32(&path, "conv.weight", &[1., -0.0, 0.]);
+        Masks::load(&path, &Device::Cpu).unwrap();
+        // Masks built in memory are checked on request.
+        let m = Masks::new([("w".to_string(), t(&[1., 2.]))]).unwrap();
+        assert_eq!(
+            m.check_binary().unwrap_err().to_string(),
+            "masks: mask for `w` holds 2 at element 1 (a mask holds only 0 and 1)"
+        );
+    }
+
+    #[test]
+    fn masks_must_name_tensors_of_the_model_with_their_shapes() {
+        let masks = Masks::new([
+            ("a.weight".to_string(), t(&[1., 0.])),
+            ("b.weight".to_string(), t(&[1., 0., 1.])),
+        ])
+        .unwrap();
+        let a = [2usize];
+        let b = [3usize];
+        let b_wrong = [1usize, 3];
+        let c = [4usize];
+        masks
+            .check_tensors([("a.weight", &a[..]), ("b.weight", &b[..]), ("c", &c[..])])
+            .unwrap();
+        let err = masks
+            .check_tensors([("a.weight", &a[..]), ("c", &c[..])])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mask for tensor `b.weight`, which the model does not have"
+        );
+        let err = masks
+            .check_tensors([("a.weight", &a[..]), ("b.weight", &b_wrong[..])])
+            .unwrap_err();
+        assert!(matches!(err, Error::MaskShape { .. }), "{err}");
+    }
+
+    #[test]
+    fn special_and_absent_files_are_refused_by_name() {
+        let err = Masks::load(Path::new("/dev/zero"), &Device::Cpu).unwrap_err();
+        assert!(matches!(&err, Error::Read { file, .. } if file == Path::new("/dev/zero")));
+        assert_eq!(err.to_string(), "/dev/zero");
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            "is a character device, not a regular file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("masks.safetensors");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let err = Masks::load(&fifo, &Device::Cpu).unwrap_err();
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            "is a FIFO, not a regular file"
+        );
+        let garbage = dir.path().join("garbage.safetensors");
+        std::fs::write(&garbage, [0xffu8; 64]).unwrap();
+        let err = Masks::load(&garbage, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
     }
 }

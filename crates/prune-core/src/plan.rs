@@ -64,10 +64,25 @@ impl PruningPlan {
             .collect()
     }
 
+    /// Reads a `plan.json` of at most [`files::SMALL`] bytes (FIFOs and devices refused by
+    /// name). Kept sets are validated as they parse (see [`KeepSet::new`]); whether the plan
+    /// fits a model is checked when it is applied.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = files::read_to_string(path, files::SMALL).map_err(|source| Error::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Plan {
+            file: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
     /// The fraction of weights removed over every tensor in `tensors` (0 for a structured plan).
     pub fn sparsity(&self) -> f64 {
-        let total: usize = self.tensors.iter().map(|t| t.total).sum();
-        let pruned: usize = self.tensors.iter().map(|t| t.pruned).sum();
+        // In u128: counts read from a file must not overflow a sum.
+        let total: u128 = self.tensors.iter().map(|t| t.total as u128).sum();
+        let pruned: u128 = self.tensors.iter().map(|t| t.pruned as u128).sum();
         if total == 0 {
             0.0
         } else {
@@ -313,5 +328,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(all_gone, Error::EmptyGroup { .. }), "{all_gone}");
+    }
+
+    #[test]
+    fn plans_load_with_a_size_cap_and_name_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let plan = PruningPlan {
+            method: "pfec".into(),
+            version: None,
+            groups: vec![GroupDecision {
+                group: "conv1".into(),
+                keep: KeepSet::new(vec![0, 2], 4).unwrap(),
+            }],
+            tensors: Vec::new(),
+            threshold: None,
+        };
+        std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(PruningPlan::load(&path).unwrap(), plan);
+        std::fs::write(
+            &path,
+            r#"{"method":"pfec","groups":[{"group":"g","keep":{"channels":2,"kept":[5]}}]}"#,
+        )
+        .unwrap();
+        let err = PruningPlan::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::Plan { file, .. } if file == &path)
+                && err
+                    .to_string()
+                    .contains("channel 5 out of range (group has 2)"),
+            "{err}"
+        );
+        let err = PruningPlan::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, Error::Read { .. }), "{err}");
+        // Counts that would overflow a usize sum.
+        let huge = TensorSparsity {
+            tensor: "w".into(),
+            total: usize::MAX,
+            pruned: usize::MAX,
+            sparsity: 1.0,
+        };
+        let plan = PruningPlan {
+            tensors: vec![huge.clone(), huge],
+            ..plan
+        };
+        assert_eq!(plan.sparsity(), 1.0);
     }
 }

@@ -67,6 +67,19 @@ pub enum Error {
     /// A budget of zero iterations per epoch.
     #[error("steps per epoch must be at least 1, got 0")]
     ZeroStepsPerEpoch,
+    /// A budget of more iterations than [`crate::MAX_TOTAL_STEPS`].
+    #[error(
+        "{epochs} epochs of {steps_per_epoch} steps is {total} iterations, more than the {} a budget may have",
+        crate::MAX_TOTAL_STEPS
+    )]
+    TooManySteps {
+        /// The epochs given.
+        epochs: u32,
+        /// The iterations per epoch given.
+        steps_per_epoch: u32,
+        /// Their product.
+        total: u64,
+    },
     /// Parameters that are each valid but contradict each other.
     #[error("{0}")]
     Inconsistent(String),

@@ -202,21 +202,61 @@ impl Cosine {
     }
 }
 
+/// The most iterations a [`Budget`] may hold: 10^8, a thousand times the paper's longest run
+/// (ImageNet, 90 epochs of 5,005 iterations, is 450,450). Anything that lists every iteration
+/// (the `schedule` table, [`LrSchedule::points`]) stays bounded.
+pub const MAX_TOTAL_STEPS: u64 = 100_000_000;
+
 /// How long a schedule runs: whole epochs of `steps_per_epoch` iterations each.
+///
+/// Deserializing one validates it as [`Budget::new`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "BudgetRepr", into = "BudgetRepr")]
 pub struct Budget {
     epochs: u32,
     steps_per_epoch: u32,
 }
 
+#[derive(Serialize, Deserialize)]
+struct BudgetRepr {
+    epochs: u32,
+    steps_per_epoch: u32,
+}
+
+impl TryFrom<BudgetRepr> for Budget {
+    type Error = Error;
+    fn try_from(r: BudgetRepr) -> Result<Self, Error> {
+        Budget::new(r.epochs, r.steps_per_epoch)
+    }
+}
+
+impl From<Budget> for BudgetRepr {
+    fn from(b: Budget) -> Self {
+        BudgetRepr {
+            epochs: b.epochs,
+            steps_per_epoch: b.steps_per_epoch,
+        }
+    }
+}
+
 impl Budget {
-    /// A budget; both numbers must be at least 1.
+    /// A budget; both numbers must be at least 1, and their product at most
+    /// [`MAX_TOTAL_STEPS`].
     pub fn new(epochs: u32, steps_per_epoch: u32) -> Result<Self, Error> {
         if epochs == 0 {
             return Err(Error::ZeroEpochs);
         }
         if steps_per_epoch == 0 {
             return Err(Error::ZeroStepsPerEpoch);
+        }
+        // u32 * u32 cannot overflow u64.
+        let total = u64::from(epochs) * u64::from(steps_per_epoch);
+        if total > MAX_TOTAL_STEPS {
+            return Err(Error::TooManySteps {
+                epochs,
+                steps_per_epoch,
+                total,
+            });
         }
         Ok(Self {
             epochs,

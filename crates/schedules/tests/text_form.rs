@@ -150,3 +150,31 @@ fn lists_split_between_schedules_not_inside_them() {
     );
     assert_eq!(split_list(""), Vec::<String>::new());
 }
+
+#[test]
+fn huge_budgets_are_refused_before_any_iteration_is_listed() {
+    // u32::MAX epochs of u32::MAX steps: 1.8e19 iterations, which `points()` would list.
+    let e = Budget::new(u32::MAX, u32::MAX).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "4294967295 epochs of 4294967295 steps is 18446744065119617025 iterations, more than the 100000000 a budget may have"
+    );
+    assert!(Budget::new(1_000, 100_000).is_ok());
+    assert!(matches!(
+        Budget::new(1_000, 100_001),
+        Err(schedules::Error::TooManySteps {
+            total: 100_001_000,
+            ..
+        })
+    ));
+    // A budget read from JSON is checked as one built with `new`.
+    let zero = r#"{"epochs":0,"steps_per_epoch":1}"#;
+    assert!(serde_json::from_str::<Budget>(zero).is_err());
+    let huge = r#"{"epochs":4294967295,"steps_per_epoch":4294967295}"#;
+    let e = serde_json::from_str::<Budget>(huge).unwrap_err();
+    assert!(e.to_string().contains("more than the 100000000"), "{e}");
+    let bound = r#"{"schedule":{"kind":"ft","lr":0.1},"epochs":100000,"steps_per_epoch":100000}"#;
+    assert!(serde_json::from_str::<schedules::LrSchedule>(bound).is_err());
+    let ok: Budget = serde_json::from_str(r#"{"epochs":72,"steps_per_epoch":391}"#).unwrap();
+    assert_eq!(ok.total_steps(), 72 * 391);
+}
