@@ -271,7 +271,7 @@ pub fn train(
         None => initial_model(spec, &device)?,
     };
     let vars = model.trainable_vars();
-    let masks = initial_masks(spec, &device, &vars)?;
+    let masks = initial_masks(spec, &device)?;
     let mut sgd = Sgd::new(vars.clone(), spec.sgd)?;
     if !started_before {
         fs::create_dir_all(run.root()).map_err(|source| Error::Io {
@@ -438,13 +438,9 @@ fn soft_prune(model: &Model, rate: f64) -> Result<()> {
     Ok(())
 }
 
-/// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it),
-/// checked against the model's variables.
-fn initial_masks(
-    spec: &ExperimentSpec,
-    device: &Device,
-    vars: &[(String, Var)],
-) -> Result<Option<Masks>> {
+/// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it):
+/// 0/1 only (checked by the loader), for tensors of the spec's model, of their shapes.
+fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>> {
     let Init::Checkpoint { path } = &spec.init else {
         return Ok(None);
     };
@@ -453,7 +449,10 @@ fn initial_masks(
         return Ok(None);
     }
     let masks = Masks::load(&file, device)?;
-    crate::prune::check_masks(&masks, vars, &file)?;
+    spec.model.check_masks(&masks).map_err(|e| Error::Corrupt {
+        path: file.clone(),
+        problem: e.to_string(),
+    })?;
     tracing::info!(file = %file.display(), sparsity = masks.sparsity()?, "keeping pruned weights at zero");
     Ok(Some(masks))
 }

@@ -287,40 +287,6 @@ fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Res
     Ok((params, flops))
 }
 
-/// Checks masks read from `file` against the model they will hold at zero: every mask names a
-/// trainable variable of the model, has its shape, and holds only 0 and 1 (a 0.5 or a NaN
-/// would scale weights instead of pruning them).
-pub fn check_masks(masks: &Masks, vars: &[(String, candle_core::Var)], file: &Path) -> Result<()> {
-    let bad = |problem: String| Error::Corrupt {
-        path: file.to_path_buf(),
-        problem,
-    };
-    let shapes: HashMap<&str, &[usize]> = vars
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_tensor().dims()))
-        .collect();
-    for (name, mask) in masks.iter() {
-        let Some(&shape) = shapes.get(name.as_str()) else {
-            return Err(bad(format!(
-                "a mask for {name}, which the model does not have"
-            )));
-        };
-        if mask.dims() != shape {
-            return Err(bad(format!(
-                "the mask for {name} is {:?}, the tensor is {shape:?}",
-                mask.dims()
-            )));
-        }
-        let values = mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        if let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0) {
-            return Err(bad(format!(
-                "the mask for {name} holds {v}; masks hold only 0 and 1"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Creates `dir` if needed and writes `plan.json` into it: called only once the plan is made, so
 /// a refused request leaves no empty folder behind.
 fn write_plan(dir: &Path, plan: &PruningPlan) -> Result<()> {

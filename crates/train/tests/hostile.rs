@@ -142,12 +142,13 @@ fn stopped_run(tmp: &Path) -> (ExperimentSpec, PathBuf) {
     (s, run)
 }
 
-fn resume(s: &ExperimentSpec, run: &Path) -> Result<train::engine::RunResult, Error> {
+/// Resumes the run; the error as its message.
+fn resume(s: &ExperimentSpec, run: &Path) -> Result<train::engine::RunResult, String> {
     let opts = TrainOptions {
         resume: true,
         ..Default::default()
     };
-    train(s, run, &opts, &mut Silent)
+    train(s, run, &opts, &mut Silent).map_err(|e| e.to_string())
 }
 
 fn edit_state(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -176,8 +177,7 @@ fn a_state_that_points_outside_the_run_is_refused() {
     ] {
         fs::write(run.join("state.json"), &original).unwrap();
         edit_state(&run, |v| v[field] = value.into());
-        let e = resume(&s, &run).unwrap_err();
-        let text = e.to_string();
+        let text = resume(&s, &run).unwrap_err();
         assert!(
             text.contains("state.json") && text.contains("last_dir"),
             "{value}: {text}"

@@ -80,9 +80,7 @@ fn info(args: InfoArgs) -> Result<()> {
                 local
             };
             let path = &path;
-            let text = files::read_to_string(path, files::SMALL)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            ModelConfig::from_json(&text).with_context(|| format!("{}", path.display()))?
+            ModelConfig::load(path)?
         }
         (None, Some(arch)) => ModelConfig::from_name(arch, args.classes, args.in_channels)?,
         (None, None) => anyhow::bail!("give an ARCH or --config FILE"),

@@ -1,10 +1,9 @@
 //! `prunebench prune`: prune a checkpoint (or a freshly initialised model) with PFEC, magnitude
 //! weight pruning or a random control, and write the pruned checkpoint and its plan.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::ValueEnum;
 use models::{Model, ModelConfig};
@@ -230,10 +229,7 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
 
 /// A structured plan from a file: unstructured plans record counts, not the masks themselves.
 fn read_plan(file: &Path) -> Result<PruningPlan> {
-    let text = files::read_to_string(file, files::SMALL)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let plan: PruningPlan = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a pruning plan", file.display()))?;
+    let plan = PruningPlan::load(file)?;
     if plan.groups.is_empty() {
         bail!(
             "{}: no channel groups to apply (an unstructured plan records counts only; rerun its method)",

@@ -117,10 +117,7 @@ pub fn run(args: Args) -> Result<()> {
             },
         ),
         (None, Some(path), None) => {
-            let text = files::read_to_string(path, files::SMALL)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let config =
-                ModelConfig::from_json(&text).with_context(|| format!("{}", path.display()))?;
+            let config = ModelConfig::load(path)?;
             (
                 config,
                 Init::Fresh {
