@@ -102,9 +102,8 @@ pub fn run(args: Args) -> Result<()> {
         "building the fuzz targets (nightly, sanitizer {})",
         args.sanitizer
     );
-    let status = Command::new("cargo")
-        .current_dir(&root)
-        .args(["+nightly", "fuzz", "build", "-s", &args.sanitizer])
+    let status = nightly_cargo(&root)
+        .args(["fuzz", "build", "-s", &args.sanitizer])
         .status()
         .context("cannot run `cargo +nightly fuzz build`")?;
     if !status.success() {
@@ -123,9 +122,8 @@ pub fn run(args: Args) -> Result<()> {
         // Replayed before fuzzing: libFuzzer runs every input of every corpus folder first and
         // adds new inputs to the first folder only.
         let regressions = fuzz.join("regressions").join(target);
-        let mut cmd = Command::new("cargo");
-        cmd.current_dir(&root)
-            .args(["+nightly", "fuzz", "run", "-s", &args.sanitizer, target])
+        let mut cmd = nightly_cargo(root.as_path());
+        cmd.args(["fuzz", "run", "-s", &args.sanitizer, target])
             .arg(&corpus);
         if regressions.is_dir() {
             cmd.arg(&regressions);
@@ -180,6 +178,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `cargo +nightly ...` in the repository root, with fuzz/'s own target folder: a
+/// CARGO_TARGET_DIR meant for the stable build would make cargo-fuzz rebuild everything there.
+fn nightly_cargo(root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
+        .env_remove("CARGO_TARGET_DIR")
+        .arg("+nightly");
+    cmd
+}
+
 fn repo_root() -> PathBuf {
     // xtask/ is one level below the repository root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -200,9 +208,8 @@ fn check_tools(root: &Path) -> Result<()> {
              `rustup toolchain install nightly`"
         );
     }
-    let fuzz = Command::new("cargo")
-        .current_dir(root)
-        .args(["+nightly", "fuzz", "--version"])
+    let fuzz = nightly_cargo(root)
+        .args(["fuzz", "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
