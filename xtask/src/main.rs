@@ -6,11 +6,13 @@
 //! Table 2's grid and writes `results/table2.md` and `.csv`; `bench` prints training and
 //! inference images/s of candle's ops, our kernels and PyTorch side by side (`--device cuda`:
 //! candle's CUDA backend and PyTorch on the GPU); `run-task` (hidden)
-//! runs one task of an emitted grid; `make-sample` writes the bundled Fashion-MNIST sample.
+//! runs one task of an emitted grid; `make-sample` writes the bundled Fashion-MNIST sample;
+//! `fuzz` runs every libFuzzer target in `fuzz/` (nightly) and reports executions and crashes.
 
 mod bench;
 mod charts;
 mod fig2;
+mod fuzz;
 mod reproduce;
 mod sample;
 mod table2;
@@ -33,6 +35,9 @@ enum Command {
     Bench(bench::Args),
     /// Write the bundled Fashion-MNIST sample (data/sample/fashion-mnist) from the full dataset.
     MakeSample(sample::Args),
+    /// Run every fuzz target in fuzz/ for --seconds each (nightly and cargo-fuzz) and write
+    /// executions and crashes to results/fuzz.json.
+    Fuzz(fuzz::Args),
     /// Run one task file of an emitted grid (`reproduce table2 --emit slurm DIR`): what each
     /// Slurm array task calls.
     #[command(hide = true)]
@@ -71,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MakeSample(args) => sample::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::RunTask { device, file } => table2::run_task_file(&file, device),
     };
     match result {
