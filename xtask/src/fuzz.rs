@@ -308,9 +308,12 @@ fn write_seeds(fuzz: &Path, targets: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The seeds of every target, by target: (name, bytes). `work` is a scratch folder.
-pub fn seed_files(work: &Path) -> Result<HashMap<&'static str, Vec<(String, Vec<u8>)>>> {
-    let mut seeds: HashMap<&'static str, Vec<(String, Vec<u8>)>> = HashMap::new();
+/// Seed files by target: (file name, bytes).
+pub type Seeds = HashMap<&'static str, Vec<(String, Vec<u8>)>>;
+
+/// The seeds of every target. `work` is a scratch folder.
+pub fn seed_files(work: &Path) -> Result<Seeds> {
+    let mut seeds = Seeds::new();
     let read =
         |p: PathBuf| std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()));
 
