@@ -1,6 +1,9 @@
 //! The hub client: fetch a checkpoint into the hf cache (checked), copy it out, push one.
+//!
+//! Downloads go through [`crate::http`] and [`crate::cache`], not hf-hub's `download_file`
+//! (which joins the hub's headers into paths unchecked and has no timeout on its `HEAD`);
+//! hf-hub makes the push, through a client with our timeouts.
 
-use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -9,10 +12,10 @@ use hf_hub::repository::CommitOperation;
 use hf_hub::{HFClientBuilder, HFClientSync, RepoTypeModel};
 use models::ModelConfig;
 use models::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
+use crate::cache::{Commit, Entry, Etag, RepoCache, is_inside, is_plain_name};
 use crate::error::from_hf;
+use crate::http::{Hasher, Http, Target, Timeouts};
 use crate::{CheckpointSource, Error, RepoRef, Result, card};
 
 /// The model card file of a hub repo.
@@ -20,7 +23,8 @@ pub const CARD_FILE: &str = "README.md";
 
 /// How to reach the hub. Every field left `None` comes from the environment as hf-hub reads it:
 /// `HF_ENDPOINT`, `HF_HUB_CACHE` (else `$HF_HOME/hub`), `HF_TOKEN` (else `HF_TOKEN_PATH`, else
-/// `$HF_HOME/token`).
+/// `$HF_HOME/token`), and the timeouts from `PRUNEBENCH_HUB_TIMEOUT` (else 10 s to connect, 60 s
+/// per read).
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
     /// The hub's base URL.
@@ -31,6 +35,8 @@ pub struct HubOptions {
     pub token: Option<String>,
     /// Cache only: no request is sent; a file not in the cache is an error.
     pub offline: bool,
+    /// Connect and read timeouts of every request.
+    pub timeouts: Option<Timeouts>,
 }
 
 impl HubOptions {
@@ -85,10 +91,14 @@ pub struct Pushed {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Hub {
+    /// hf-hub, for the push (and the stub's own tests).
     client: HFClientSync,
+    /// Our requests, for downloads.
+    http: Http,
     endpoint: String,
     cache_dir: PathBuf,
     offline: bool,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Hub {
@@ -97,15 +107,49 @@ impl std::fmt::Debug for Hub {
             .field("endpoint", &self.endpoint)
             .field("cache_dir", &self.cache_dir)
             .field("offline", &self.offline)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
+}
+
+/// The token as hf-hub finds it (`HF_HUB_DISABLE_IMPLICIT_TOKEN`, `HF_TOKEN`, `HF_TOKEN_PATH`,
+/// `$HF_HOME/token`): resolved here once, so that our requests and hf-hub's send the same one.
+fn resolve_token() -> Option<String> {
+    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    if var("HF_HUB_DISABLE_IMPLICIT_TOKEN").is_some() {
+        return None;
+    }
+    if let Some(t) = var("HF_TOKEN") {
+        return Some(t);
+    }
+    let from_file = |p: PathBuf| {
+        files::read_to_string(p, 64 << 10)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    var("HF_TOKEN_PATH")
+        .and_then(|p| from_file(PathBuf::from(p)))
+        .or_else(|| from_file(hf_hub::hf_home().join("token")))
 }
 
 impl Hub {
     /// A client as `opts` says (see [`HubOptions`] for the defaults).
     pub fn new(opts: &HubOptions) -> Result<Self> {
+        let timeouts = match opts.timeouts {
+            Some(t) => t,
+            None => Timeouts::from_env()?,
+        };
+        let token = opts.token.clone().or_else(resolve_token);
+        let setup = |message: String| Error::Hub {
+            endpoint: opts.endpoint.clone().unwrap_or_else(|| "the hub".into()),
+            repo: "-".into(),
+            file: "client setup".into(),
+            message,
+        };
         let mut builder = HFClientBuilder::new()
-            .user_agent(concat!("prunebench/", env!("CARGO_PKG_VERSION")))
+            // Our client: the timeouts (hf-hub sets none) and our user agent.
+            .client(crate::http::client(timeouts, true).map_err(|e| setup(e.to_string()))?)
             // A refused connection is retried by hf-hub; a stand-in that is down should fail
             // fast rather than after the default back-off.
             .retry_max_attempts(2);
@@ -115,22 +159,22 @@ impl Hub {
         if let Some(c) = &opts.cache_dir {
             builder = builder.cache_dir(c.clone());
         }
-        if let Some(t) = &opts.token {
+        if let Some(t) = &token {
             builder = builder.token(t.clone());
         }
-        let setup = |e| Error::Hub {
-            repo: "-".into(),
-            file: "client setup".into(),
-            source: Box::new(e),
-        };
-        let client = builder.build().map_err(setup)?;
+        let client = builder
+            .build()
+            .map_err(|e| setup(crate::http::root_cause(&e)))?;
         let endpoint = client.endpoint().to_string();
         let cache_dir = client.cache_dir().to_path_buf();
         Ok(Self {
-            client: HFClientSync::from_inner(client).map_err(setup)?,
+            client: HFClientSync::from_inner(client)
+                .map_err(|e| setup(crate::http::root_cause(&e)))?,
+            http: Http::new(timeouts, token).map_err(|e| setup(e.to_string()))?,
             endpoint,
             cache_dir,
             offline: opts.offline,
+            timeouts,
         })
     }
 
@@ -144,6 +188,11 @@ impl Hub {
         &self.cache_dir
     }
 
+    /// The timeouts of every request.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     #[cfg(test)]
     pub(crate) fn client_for_tests(&self) -> &HFClientSync {
         &self.client
@@ -155,74 +204,213 @@ impl Hub {
     }
 
     fn map(&self, repo: &RepoRef, file: &str) -> impl Fn(hf_hub::HFError) -> Error {
-        let (endpoint, id, rev, file, cache) = (
+        let (endpoint, id, rev, file, timeouts) = (
             self.endpoint.clone(),
             repo.id(),
             repo.revision_or_main().to_string(),
             file.to_string(),
-            self.cache_dir.clone(),
+            self.timeouts,
         );
-        move |e| from_hf(e, &endpoint, &id, &rev, &file, &cache)
+        move |e| from_hf(e, &endpoint, &id, &rev, &file, timeouts)
+    }
+
+    fn not_cached(&self, repo: &RepoRef, revision: &str, file: &str) -> Error {
+        Error::NotCached {
+            repo: repo.id(),
+            revision: revision.to_string(),
+            file: file.to_string(),
+            cache: self.cache_dir.clone(),
+        }
     }
 
     /// Downloads one file of `repo` into the cache (or finds it there when offline) and checks
-    /// it: its size against the hub's, its content against the ETag the cache entry is named by
-    /// (sha256 for LFS files, git's blob sha1 for regular ones). A file that fails is removed
-    /// from the cache, so the next try downloads it afresh. hf-hub itself checks neither, and
-    /// does not even check the status of the download's GET.
+    /// it: its size against the hub's, its content against the ETag (sha256 for LFS files, git's
+    /// blob sha1 for regular ones). A download that fails is never stored; a cached file that
+    /// fails is removed, so the next try downloads it afresh. The path returned lies inside the
+    /// cache (docs/hub.md says how that is made sure of).
     pub fn fetch_file(&self, repo: &RepoRef, file: &str) -> Result<PathBuf> {
-        let handle = self.client.model(repo.owner.clone(), repo.name.clone());
-        let rev = repo.revision_or_main();
-        let expected_size = if self.offline {
-            None
+        self.fetch_at(repo, repo.revision_or_main(), file)
+            .map(|(_, path)| path)
+    }
+
+    /// [`Self::fetch_file`] at `revision`; also returns the commit it resolved to.
+    fn fetch_at(&self, repo: &RepoRef, revision: &str, file: &str) -> Result<(Commit, PathBuf)> {
+        if !is_plain_name(file) {
+            return Err(Error::BadFileName { file: file.into() });
+        }
+        let io = |source| Error::Io {
+            path: self.cache_dir.clone(),
+            source,
+        };
+        let pinned = Commit::parse(revision);
+        let Some(cache) =
+            RepoCache::open(&self.cache_dir, &repo.owner, &repo.name, !self.offline).map_err(io)?
+        else {
+            return Err(self.not_cached(repo, revision, file));
+        };
+        let (commit, path) = if self.offline {
+            let commit = match pinned {
+                Some(c) => c,
+                None => cache
+                    .read_ref(revision)
+                    .map_err(io)?
+                    .ok_or_else(|| self.not_cached(repo, revision, file))?,
+            };
+            let entry = cache
+                .lookup(&commit, file)
+                .map_err(io)?
+                .ok_or_else(|| self.not_cached(repo, revision, file))?;
+            self.check_cached(&cache, &commit, file, &entry, None, repo)?;
+            (commit, entry.path)
         } else {
-            match handle
-                .get_file_metadata()
-                .filepath(file)
-                .revision(rev)
-                .send()
-            {
-                // hf-hub reports 0 when the hub sent no size.
-                Ok(meta) => (meta.file_size > 0).then_some(meta.file_size),
-                // The hub answers an LFS file's HEAD with a redirect to its storage, and this
-                // call of hf-hub follows it to an answer without the hub's headers. The size is
-                // then unknown here; the ETag check below still covers it (sha256 of the whole
-                // content).
-                Err(hf_hub::HFError::MalformedResponse { .. }) => None,
-                Err(e) => return Err(self.map(repo, file)(e)),
+            // A pinned commit already cached and whole needs no request.
+            let cached = match &pinned {
+                Some(c) => cache.lookup(c, file).map_err(io)?,
+                None => None,
+            };
+            match (pinned, cached) {
+                (Some(c), Some(entry))
+                    if self
+                        .check_cached(&cache, &c, file, &entry, None, repo)
+                        .is_ok() =>
+                {
+                    (c, entry.path)
+                }
+                _ => self.download(&cache, repo, revision, file)?,
             }
         };
-        let path = handle
-            .download_file()
-            .filename(file)
-            .revision(rev.to_string())
-            .local_files_only(self.offline)
-            .send()
-            .map_err(self.map(repo, file))?;
-        if let Err(e) = verify(&path, expected_size, repo, file) {
-            discard(&path);
-            return Err(e);
+        // Built from checked names below a canonical root with no symlinked directory on the
+        // way, so this holds by construction; checked anyway, as the one thing that must.
+        if !is_inside(
+            &cache
+                .root()
+                .join(format!("models--{}--{}", repo.owner, repo.name))
+                .join("blobs"),
+            &path,
+        ) {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not resolve into the cache's blobs", path.display()),
+            )));
         }
-        Ok(path)
+        Ok((commit, path))
+    }
+
+    /// The online path of [`Self::fetch_at`]: `HEAD`, then the cached copy if it is whole, else
+    /// a `GET` by the resolved commit.
+    fn download(
+        &self,
+        cache: &RepoCache,
+        repo: &RepoRef,
+        revision: &str,
+        file: &str,
+    ) -> Result<(Commit, PathBuf)> {
+        let io = |source| Error::Io {
+            path: self.cache_dir.clone(),
+            source,
+        };
+        let target = Target {
+            endpoint: &self.endpoint,
+            repo: repo.id(),
+            file,
+            revision,
+            timeouts: self.timeouts,
+        };
+        let meta = self.http.head(&target)?;
+        if let Some(entry) = cache.lookup(&meta.commit, file).map_err(io)? {
+            let same = entry.etag == meta.etag;
+            if same
+                && self
+                    .check_cached(cache, &meta.commit, file, &entry, Some(meta.size), repo)
+                    .is_ok()
+            {
+                return self.finish(cache, revision, meta.commit, entry.path);
+            }
+        }
+        // The blob may be cached for another commit (or a link was lost).
+        let have = match cache.blob(&meta.etag).map_err(io)? {
+            Some(blob) => verify(&blob, &meta.etag, Some(meta.size)).is_ok(),
+            None => false,
+        };
+        if !have {
+            self.http.download(&target, &meta, cache)?;
+        }
+        let path = cache.link(&meta.commit, file, &meta.etag).map_err(io)?;
+        self.finish(cache, revision, meta.commit, path)
+    }
+
+    /// Records the branch or tag's commit for offline use, and hands the file out.
+    fn finish(
+        &self,
+        cache: &RepoCache,
+        revision: &str,
+        commit: Commit,
+        path: PathBuf,
+    ) -> Result<(Commit, PathBuf)> {
+        if Commit::parse(revision).is_none() {
+            cache
+                .write_ref(revision, &commit)
+                .map_err(|source| Error::Io {
+                    path: self.cache_dir.clone(),
+                    source,
+                })?;
+        }
+        Ok((commit, path))
+    }
+
+    /// Checks a cached entry against the ETag its link names; removes it when it fails.
+    fn check_cached(
+        &self,
+        cache: &RepoCache,
+        commit: &Commit,
+        file: &str,
+        entry: &Entry,
+        size: Option<u64>,
+        repo: &RepoRef,
+    ) -> Result<()> {
+        verify(&entry.path, &entry.etag, size).map_err(|fail| {
+            cache.discard(commit, file, &entry.etag);
+            match fail {
+                Fail::Io(source) => Error::Io {
+                    path: entry.path.clone(),
+                    source,
+                },
+                Fail::Mismatch {
+                    what,
+                    expected,
+                    found,
+                } => Error::Integrity {
+                    repo: repo.id(),
+                    file: file.to_string(),
+                    what,
+                    expected,
+                    found,
+                },
+            }
+        })
     }
 
     /// Fetches `model.safetensors` and `config.json` of `repo` and checks that they agree;
     /// returns the cached snapshot directory holding them, ready for `models::Model::load`.
     pub fn fetch_checkpoint(&self, repo: &RepoRef) -> Result<PathBuf> {
-        let weights = self.fetch_file(repo, WEIGHTS_FILE)?;
-        let config = self.fetch_file(repo, CONFIG_FILE)?;
+        self.fetch_checkpoint_at(repo).map(|(_, dir)| dir)
+    }
+
+    fn fetch_checkpoint_at(&self, repo: &RepoRef) -> Result<(Commit, PathBuf)> {
+        let (commit, weights) = self.fetch_at(repo, repo.revision_or_main(), WEIGHTS_FILE)?;
+        // By the commit the weights came from: a push in between cannot mix two commits.
+        let (_, config) = self.fetch_at(repo, commit.as_str(), CONFIG_FILE)?;
         let dir = weights.parent().map(Path::to_path_buf).unwrap_or_default();
         if config.parent() != Some(dir.as_path()) {
-            // The two requests resolved the revision to different commits (a push in between).
             return Err(Error::Checkpoint {
                 dir,
                 problem: format!(
-                    "{repo} changed while downloading: {WEIGHTS_FILE} and {CONFIG_FILE} come from different commits; try again"
+                    "{WEIGHTS_FILE} and {CONFIG_FILE} of {repo} are not in one snapshot"
                 ),
             });
         }
         check_checkpoint(&dir)?;
-        Ok(dir)
+        Ok((commit, dir))
     }
 
     /// The local directory a checkpoint source stands for: a hub repo is fetched (and checked)
@@ -236,34 +424,36 @@ impl Hub {
 
     /// Fetches the checkpoint (and its model card, when the repo has one) and writes
     /// `model.safetensors`, `config.json` and `README.md` into `out`, each atomically. Returns
-    /// the files written.
+    /// the files written. Only files checked and inside the cache are read.
     pub fn pull(&self, repo: &RepoRef, out: &Path) -> Result<Vec<PathBuf>> {
-        let dir = self.fetch_checkpoint(repo)?;
-        let card = match self.fetch_file(repo, CARD_FILE) {
-            Ok(p) => Some(p),
+        let (commit, dir) = self.fetch_checkpoint_at(repo)?;
+        let card = match self.fetch_at(repo, commit.as_str(), CARD_FILE) {
+            Ok((_, p)) => Some(p),
             // A repo made by hand may have no card; the checkpoint is still whole.
             Err(Error::NotFound { .. } | Error::NotCached { .. }) => None,
             Err(e) => return Err(e),
         };
-        fs::create_dir_all(out).map_err(|source| Error::Io {
+        std::fs::create_dir_all(out).map_err(|source| Error::Io {
             path: out.to_path_buf(),
             source,
         })?;
         let mut written = Vec::new();
-        let sources = [dir.join(WEIGHTS_FILE), dir.join(CONFIG_FILE)]
-            .into_iter()
-            .chain(card);
-        for src in sources {
-            let name = src
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            let dest = out.join(name);
-            let bytes = fs::read(&src).map_err(|source| Error::Io {
+        let sources = [
+            (WEIGHTS_FILE, dir.join(WEIGHTS_FILE)),
+            (CONFIG_FILE, dir.join(CONFIG_FILE)),
+        ]
+        .into_iter()
+        .chain(card.map(|p| (CARD_FILE, p)));
+        for (name, src) in sources {
+            let bytes = files::read(&src, files::LARGE).map_err(|source| Error::Io {
                 path: src.clone(),
                 source,
             })?;
-            train::run::write_atomic(&dest, &bytes)?;
+            let dest = out.join(name);
+            files::write_atomic(&dest, &bytes).map_err(|source| Error::Io {
+                path: dest.clone(),
+                source,
+            })?;
             written.push(dest);
         }
         Ok(written)
@@ -329,7 +519,7 @@ pub fn check_checkpoint(dir: &Path) -> Result<ModelConfig> {
         problem,
     };
     let config_path = dir.join(CONFIG_FILE);
-    let text = fs::read_to_string(&config_path).map_err(|source| Error::Io {
+    let text = files::read_to_string(&config_path, files::SMALL).map_err(|source| Error::Io {
         path: config_path.clone(),
         source,
     })?;
@@ -348,84 +538,44 @@ pub fn check_checkpoint(dir: &Path) -> Result<ModelConfig> {
     Ok(config)
 }
 
-/// The size and hash check of a cached file (see [`Hub::fetch_file`]).
-fn verify(path: &Path, expected_size: Option<u64>, repo: &RepoRef, file: &str) -> Result<()> {
-    let fail = |what, expected: String, found: String| Error::Integrity {
-        repo: repo.id(),
-        file: file.to_string(),
-        what,
-        expected,
-        found,
-    };
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = fs::metadata(path).map_err(io)?.len();
+/// Why a cached file failed its check.
+enum Fail {
+    Io(std::io::Error),
+    Mismatch {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+}
+
+/// The size (when known) and hash check of a cached file against the ETag it is named by.
+fn verify(path: &Path, etag: &Etag, expected_size: Option<u64>) -> Result<(), Fail> {
+    let (mut f, size) = files::open(path, files::LARGE).map_err(Fail::Io)?;
     if let Some(expected) = expected_size
         && expected != size
     {
-        return Err(fail(
-            "size",
-            format!("{expected} bytes"),
-            format!("{size} bytes"),
-        ));
+        return Err(Fail::Mismatch {
+            what: "size",
+            expected: format!("{expected} bytes"),
+            found: format!("{size} bytes"),
+        });
     }
-    // The cache names each blob by the ETag hf-hub read from the hub's HEAD response; the
-    // snapshot entry is a symlink to it (a copy on systems without symlinks: then there is
-    // nothing to check against).
-    let Some(etag) = fs::read_link(path)
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-    else {
-        tracing::warn!(file = %path.display(), "no ETag recorded for this cached file; its hash is not checked");
-        return Ok(());
-    };
-    let hex = |n: usize| etag.len() == n && etag.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut f = fs::File::open(path).map_err(io)?;
-    if hex(64) {
-        let found = digest_file::<Sha256>(&mut f, None).map_err(io)?;
-        if !found.eq_ignore_ascii_case(&etag) {
-            return Err(fail("ETag (sha256)", etag, found));
-        }
-    } else if hex(40) {
-        // A regular (non-LFS) file's ETag is its git blob id: sha1("blob <len>\0" + content).
-        let found = digest_file::<Sha1>(&mut f, Some(size)).map_err(io)?;
-        if !found.eq_ignore_ascii_case(&etag) {
-            return Err(fail("ETag (git blob sha1)", etag, found));
-        }
-    } else {
-        tracing::warn!(file = %path.display(), %etag, "the ETag is not a content hash; only the size was checked");
-    }
-    Ok(())
-}
-
-fn digest_file<D: Digest>(f: &mut fs::File, git_blob_len: Option<u64>) -> std::io::Result<String> {
-    let mut hasher = D::new();
-    if let Some(len) = git_blob_len {
-        hasher.update(format!("blob {len}\0").as_bytes());
-    }
+    let mut hasher = Hasher::new(etag, size);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(&mut buf).map_err(Fail::Io)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-/// Removes a cached file that failed its check: the blob it points to and the snapshot entry.
-fn discard(path: &Path) {
-    if let Ok(blob) = fs::canonicalize(path)
-        && blob != path
-    {
-        let _ = fs::remove_file(blob);
+    let (what, found) = hasher.finish();
+    if found != etag.as_str() {
+        return Err(Fail::Mismatch {
+            what,
+            expected: etag.as_str().to_string(),
+            found,
+        });
     }
-    let _ = fs::remove_file(path);
+    Ok(())
 }

@@ -20,15 +20,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cache;
 pub mod card;
 mod client;
 mod error;
+mod http;
 mod source;
 #[cfg(any(test, feature = "stub"))]
 pub mod stub;
 
 pub use client::{CARD_FILE, Hub, HubOptions, PushOptions, Pushed, check_checkpoint};
 pub use error::{Error, Result};
+pub use http::{TIMEOUT_ENV, Timeouts};
 pub use source::{CheckpointSource, RepoRef, SCHEME};
 
 #[cfg(test)]
@@ -41,7 +44,7 @@ mod tests {
     use models::{Model, ModelConfig};
 
     use super::*;
-    use crate::stub::{Access, Stub};
+    use crate::stub::{Access, Hostile, Silent, Stub};
 
     fn small_model(dir: &Path) -> Model {
         let config = ModelConfig::from_name("resnet20", 10, 1).unwrap();
@@ -60,6 +63,7 @@ mod tests {
             cache_dir: Some(cache.to_path_buf()),
             token: token.map(str::to_string),
             offline,
+            timeouts: Some(Timeouts::parse("2").unwrap()),
         })
         .unwrap()
     }
@@ -282,5 +286,353 @@ mod tests {
             .send()
             .unwrap();
         assert_eq!(bytes.as_ref(), [99, 98, 97]);
+    }
+
+    /// Every entry under `root` (links not followed), with its kind and, for files, content.
+    fn tree(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let what = if m.file_type().is_symlink() {
+                    format!("link -> {}", fs::read_link(&p).unwrap().display())
+                } else if m.is_dir() {
+                    stack.push(p.clone());
+                    "dir".to_string()
+                } else {
+                    format!("file {:?}", fs::read(&p).unwrap())
+                };
+                out.insert(p, what);
+            }
+        }
+        out
+    }
+
+    /// A checkpoint on a stub, a victim folder beside the cache, and the tree outside the cache
+    /// as it was before anything ran.
+    struct Scene {
+        tmp: tempfile::TempDir,
+        stub: Stub,
+        victim: std::path::PathBuf,
+        before: std::collections::BTreeMap<std::path::PathBuf, String>,
+    }
+
+    impl Scene {
+        fn new() -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let ckpt = tmp.path().join("ckpt");
+            small_model(&ckpt);
+            let stub = Stub::start().unwrap();
+            for f in [WEIGHTS_FILE, CONFIG_FILE] {
+                stub.add_file("o/n", f, fs::read(ckpt.join(f)).unwrap());
+            }
+            let victim = tmp.path().join("victim");
+            fs::create_dir(&victim).unwrap();
+            for f in [WEIGHTS_FILE, CONFIG_FILE, "data.bin"] {
+                fs::write(victim.join(f), format!("precious {f}")).unwrap();
+            }
+            fs::create_dir(tmp.path().join("cache")).unwrap();
+            let before = Self::outside(tmp.path());
+            Self {
+                tmp,
+                stub,
+                victim,
+                before,
+            }
+        }
+
+        fn outside(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+            let cache = root.join("cache");
+            tree(root)
+                .into_iter()
+                .filter(|(p, _)| !p.starts_with(&cache))
+                .collect()
+        }
+
+        fn cache(&self) -> std::path::PathBuf {
+            self.tmp.path().join("cache")
+        }
+
+        fn hub(&self, offline: bool) -> Hub {
+            hub(&self.stub, &self.cache(), None, offline)
+        }
+
+        fn lie(&self, file: &str, header: &str, value: &str, after_heads: usize) {
+            self.stub.hostile(Hostile {
+                file: file.into(),
+                method: "HEAD".into(),
+                header: header.into(),
+                value: value.into(),
+                after_heads,
+            });
+        }
+
+        /// Nothing outside the cache was created, changed, removed or linked.
+        fn untouched(&self) {
+            assert_eq!(Self::outside(self.tmp.path()), self.before);
+        }
+    }
+
+    /// The error and its causes as the CLI prints them (`{:#}`).
+    fn chain(err: &Error) -> String {
+        let mut msg = err.to_string();
+        let mut cur: &dyn std::error::Error = err;
+        while let Some(next) = cur.source() {
+            msg = format!("{msg}: {next}");
+            cur = next;
+        }
+        msg
+    }
+
+    /// One line, naming the endpoint at most once.
+    fn one_line(err: &Error, endpoint: &str) -> String {
+        let msg = chain(err);
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.matches(endpoint).count() <= 1, "{msg}");
+        msg
+    }
+
+    #[test]
+    fn header_values_that_are_paths_are_refused_and_nothing_outside_the_cache_is_touched() {
+        let repo: RepoRef = "o/n".parse().unwrap();
+        fn abs(s: &Scene, f: &str) -> String {
+            s.victim.join(f).display().to_string()
+        }
+        type Lie = fn(&Scene) -> Vec<(&'static str, &'static str, String)>;
+        let cases: [(&str, Lie); 6] = [
+            // The issue's deletion: an ETag naming an existing file, with a wrong size.
+            ("etag-abs", |s| {
+                vec![
+                    (CONFIG_FILE, "ETag", format!("\"{}\"", abs(s, CONFIG_FILE))),
+                    (CONFIG_FILE, "Content-Length", "1".into()),
+                ]
+            }),
+            ("linked-etag-dotdot", |_| {
+                vec![(
+                    WEIGHTS_FILE,
+                    "X-Linked-Etag",
+                    "\"../../../victim/data.bin\"".into(),
+                )]
+            }),
+            ("etag-weak-dotdot", |_| {
+                vec![(CONFIG_FILE, "ETag", "W/\"../..\"".into())]
+            }),
+            // The issue's replacement: a commit naming a directory outside the cache.
+            ("commit-abs", |s| {
+                vec![(
+                    WEIGHTS_FILE,
+                    "X-Repo-Commit",
+                    s.victim.display().to_string(),
+                )]
+            }),
+            ("commit-dotdot", |_| {
+                vec![(WEIGHTS_FILE, "X-Repo-Commit", "../../x".into())]
+            }),
+            ("commit-dotdot-config", |_| {
+                vec![(CONFIG_FILE, "X-Repo-Commit", "../../../x".into())]
+            }),
+        ];
+        for (name, lies) in cases {
+            let scene = Scene::new();
+            for (file, header, value) in lies(&scene) {
+                scene.lie(file, header, &value, 0);
+            }
+            let err = scene.hub(false).fetch_checkpoint(&repo).unwrap_err();
+            let msg = one_line(&err, &scene.stub.endpoint());
+            assert!(matches!(err, Error::BadAnswer { .. }), "{name}: {msg}");
+            assert!(msg.contains("nothing was written"), "{name}: {msg}");
+            scene.untouched();
+            for f in [WEIGHTS_FILE, CONFIG_FILE, "data.bin"] {
+                assert_eq!(
+                    fs::read_to_string(scene.victim.join(f)).unwrap(),
+                    format!("precious {f}"),
+                    "{name}"
+                );
+            }
+            // pull refuses the same way and writes nothing.
+            let out = scene.tmp.path().join("out");
+            assert!(scene.hub(false).pull(&repo, &out).is_err(), "{name}");
+            assert!(!out.exists(), "{name}");
+            scene.untouched();
+        }
+    }
+
+    #[test]
+    fn a_second_head_that_lies_is_refused_and_the_cached_copy_survives() {
+        let scene = Scene::new();
+        let repo: RepoRef = "o/n".parse().unwrap();
+        let dir = scene.hub(false).fetch_checkpoint(&repo).unwrap();
+        assert!(dir.starts_with(fs::canonicalize(scene.cache()).unwrap()));
+        scene.lie(
+            WEIGHTS_FILE,
+            "X-Repo-Commit",
+            &scene.victim.display().to_string(),
+            1,
+        );
+        scene.lie(
+            CONFIG_FILE,
+            "ETag",
+            &scene.victim.join("data.bin").display().to_string(),
+            1,
+        );
+        let err = scene.hub(false).fetch_checkpoint(&repo).unwrap_err();
+        assert!(matches!(err, Error::BadAnswer { .. }), "{err}");
+        assert!(err.to_string().contains("X-Repo-Commit"), "{err}");
+        scene.untouched();
+        // What was fetched honestly is still whole for offline use.
+        let again = scene.hub(true).fetch_checkpoint(&repo).unwrap();
+        assert_eq!(again, dir);
+        scene.untouched();
+    }
+
+    #[test]
+    fn the_get_answers_own_headers_and_a_wrong_size_cannot_steer_a_write() {
+        let repo: RepoRef = "o/n".parse().unwrap();
+        // The GET's headers are not read: lies there change nothing.
+        let scene = Scene::new();
+        for (file, header) in [(CONFIG_FILE, "ETag"), (WEIGHTS_FILE, "X-Repo-Commit")] {
+            scene.stub.hostile(Hostile {
+                file: file.into(),
+                method: "GET".into(),
+                header: header.into(),
+                value: scene.victim.display().to_string(),
+                after_heads: 0,
+            });
+        }
+        scene.hub(false).fetch_checkpoint(&repo).unwrap();
+        scene.untouched();
+        // A HEAD size larger or smaller than the body: refused, and no blob is left.
+        for (size, found) in [("100000000", "got "), ("3", "got more")] {
+            let scene = Scene::new();
+            scene.lie(CONFIG_FILE, "Content-Length", size, 0);
+            let err = scene.hub(false).fetch_file(&repo, CONFIG_FILE).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, Error::Integrity { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("expected {size} bytes, {found}")),
+                "{msg}"
+            );
+            let blobs = fs::canonicalize(scene.cache())
+                .unwrap()
+                .join("models--o--n/blobs");
+            assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0, "no partial blob");
+            scene.untouched();
+        }
+        // A size beyond any file is refused before anything is downloaded.
+        let scene = Scene::new();
+        scene.lie(CONFIG_FILE, "Content-Length", "18446744073709551615", 0);
+        let err = scene.hub(false).fetch_file(&repo, CONFIG_FILE).unwrap_err();
+        assert!(matches!(err, Error::BadAnswer { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_poisoned_by_hf_hub_is_not_followed_nor_deleted_through() {
+        let scene = Scene::new();
+        let repo: RepoRef = "o/n".parse().unwrap();
+        let root = scene.cache().join("models--o--n");
+        let commit = "a".repeat(40);
+        // As hf-hub 1.0.0 leaves a cache after a hostile answer: a ref holding a path, and a
+        // snapshot entry linking to a file outside.
+        fs::create_dir_all(root.join("refs")).unwrap();
+        fs::write(root.join("refs/main"), scene.victim.display().to_string()).unwrap();
+        let err = chain(&scene.hub(true).fetch_checkpoint(&repo).unwrap_err());
+        assert!(err.contains("refs/main"), "{err}");
+        fs::write(root.join("refs/main"), &commit).unwrap();
+        let snap = root.join("snapshots").join(&commit);
+        fs::create_dir_all(&snap).unwrap();
+        fs::create_dir_all(root.join("blobs")).unwrap();
+        std::os::unix::fs::symlink(scene.victim.join(WEIGHTS_FILE), snap.join(WEIGHTS_FILE))
+            .unwrap();
+        let before = Scene::outside(scene.tmp.path());
+        for offline in [true, false] {
+            let err = scene.hub(offline).fetch_checkpoint(&repo);
+            if offline {
+                let err = chain(&err.unwrap_err());
+                assert!(err.contains("not to a blob"), "{err}");
+            }
+            assert_eq!(Scene::outside(scene.tmp.path()), before);
+        }
+        // A commit-pinned fetch of a repo never fetched with a symlinked snapshots/ is refused.
+        let other = scene.cache().join("models--o--m");
+        fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&scene.victim, other.join("snapshots")).unwrap();
+        let pinned: RepoRef = format!("o/m@{commit}").parse().unwrap();
+        assert!(scene.hub(true).fetch_checkpoint(&pinned).is_err());
+        scene.untouched();
+    }
+
+    #[test]
+    fn a_hub_that_never_answers_times_out_with_one_line_naming_it() {
+        let silent = Silent::start().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hub::new(&HubOptions {
+            endpoint: Some(silent.endpoint()),
+            cache_dir: Some(tmp.path().join("cache")),
+            timeouts: Some(Timeouts::parse("1").unwrap()),
+            ..HubOptions::default()
+        })
+        .unwrap();
+        let start = std::time::Instant::now();
+        let err = h.fetch_checkpoint(&"o/n".parse().unwrap()).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        let msg = one_line(&err, &silent.endpoint());
+        assert!(matches!(err, Error::Timeout { .. }), "{msg}");
+        assert!(
+            msg.contains(&silent.endpoint())
+                && msg.contains("within 1 s")
+                && msg.contains(TIMEOUT_ENV),
+            "{msg}"
+        );
+        // The push goes through hf-hub, with the same client and timeouts.
+        let ckpt = tmp.path().join("ckpt");
+        small_model(&ckpt);
+        let start = std::time::Instant::now();
+        let err = h
+            .push(&ckpt, &"o/n".parse().unwrap(), &PushOptions::default())
+            .unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(15));
+        let msg = one_line(&err, &silent.endpoint());
+        assert!(matches!(err, Error::Timeout { .. }), "{msg}");
+
+        // A body that stops halfway: the read timeout, and no partial blob.
+        let scene = Scene::new();
+        scene.stub.stall(WEIGHTS_FILE);
+        let start = std::time::Instant::now();
+        let err = scene
+            .hub(false)
+            .fetch_file(&"o/n".parse().unwrap(), WEIGHTS_FILE)
+            .unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    phase: "for an answer",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let blobs = fs::canonicalize(scene.cache())
+            .unwrap()
+            .join("models--o--n/blobs");
+        assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0, "no partial blob");
+        scene.untouched();
+        // A refused connection: one line, the cause once.
+        let err = hub_at("http://127.0.0.1:9", &tmp.path().join("c2"), None, false)
+            .fetch_file(&"o/n".parse().unwrap(), CONFIG_FILE)
+            .unwrap_err();
+        let msg = one_line(&err, "http://127.0.0.1:9");
+        assert!(matches!(err, Error::Unreachable { .. }), "{msg}");
+        assert_eq!(msg.matches("refused").count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn a_bad_timeout_setting_is_refused_by_name() {
+        let err = Timeouts::parse("soon").unwrap_err().to_string();
+        assert!(err.starts_with("PRUNEBENCH_HUB_TIMEOUT=\"soon\""), "{err}");
     }
 }

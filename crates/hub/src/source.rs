@@ -58,10 +58,9 @@ impl FromStr for RepoRef {
                 if rev.is_empty() {
                     return Err(bad("empty revision after @"));
                 }
-                if rev.contains("..")
-                    || rev.starts_with('/')
-                    || rev.chars().any(char::is_whitespace)
-                {
+                // Each part becomes a path component of the cache's refs/ (refs/pr/1 is a
+                // revision too): plain names only.
+                if !rev.split('/').all(crate::cache::is_plain_name) {
                     return Err(bad("the revision is not a branch, tag or commit name"));
                 }
                 (id, Some(rev.to_string()))
@@ -161,6 +160,8 @@ mod tests {
         let r: RepoRef = "hf://o-1/resnet56_pfec.b@refs-v2".parse().unwrap();
         assert_eq!(r.revision.as_deref(), Some("refs-v2"));
         assert_eq!(r.to_string(), "o-1/resnet56_pfec.b@refs-v2");
+        let r: RepoRef = "o/n@refs/pr/1".parse().unwrap();
+        assert_eq!(r.revision.as_deref(), Some("refs/pr/1"));
         for bad in [
             "name",
             "/name",
@@ -170,6 +171,9 @@ mod tests {
             "owner/name@",
             "owner/..x",
             "owner/name@../x",
+            "owner/name@a//b",
+            "owner/name@/abs",
+            "owner/name@.hidden",
             "",
         ] {
             assert!(bad.parse::<RepoRef>().is_err(), "{bad:?} should be refused");

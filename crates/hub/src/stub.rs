@@ -9,7 +9,11 @@
 //! thread per connection, `Connection: close` on every answer.
 //!
 //! Knobs for error paths: tokens with an access level (401 without a known token, 403 when it
-//! lacks the rights) and files whose body is served corrupted (same length, one byte flipped).
+//! lacks the rights), files whose body is served corrupted (same length, one byte flipped) or
+//! short, and a hostile hub: any header of a file's answers replaced ([`Hostile`]: an ETag or
+//! `X-Repo-Commit` that is a path, a wrong size, from the second `HEAD` on), a body that stalls
+//! halfway ([`Stub::stall`]); and [`Silent`], a server that accepts connections and never
+//! answers.
 //!
 //! ```
 //! let stub = hub::stub::Stub::start()?;
@@ -54,6 +58,27 @@ struct State {
     tokens: HashMap<String, Access>,
     corrupt: BTreeSet<String>,
     truncate: BTreeSet<String>,
+    stall: BTreeSet<String>,
+    hostile: Vec<Hostile>,
+    /// `HEAD`s answered per file name.
+    heads: HashMap<String, usize>,
+}
+
+/// A header the stub answers falsely for one file (in every repo), as a hostile hub or a man in
+/// the middle would.
+#[derive(Debug, Clone, Default)]
+pub struct Hostile {
+    /// The file whose answers are changed.
+    pub file: String,
+    /// `HEAD`, `GET`, or empty for both.
+    pub method: String,
+    /// The header to set (replacing one of the same name): `ETag`, `X-Linked-Etag`,
+    /// `X-Repo-Commit`, `Content-Length`, `X-Linked-Size`, ...
+    pub header: String,
+    /// Its value.
+    pub value: String,
+    /// `HEAD`s of the file answered truthfully first (1: the second `HEAD` lies).
+    pub after_heads: usize,
 }
 
 /// A running stub; stopped when dropped.
@@ -134,6 +159,17 @@ impl Stub {
         lock(&self.state).truncate.insert(file.to_string());
     }
 
+    /// Answers a header falsely from now on (see [`Hostile`]).
+    pub fn hostile(&self, h: Hostile) {
+        lock(&self.state).hostile.push(h);
+    }
+
+    /// Serves `file` (in every repo) by sending the headers and half the body, then nothing
+    /// more while the connection stays open (about 30 s).
+    pub fn stall(&self, file: &str) {
+        lock(&self.state).stall.insert(file.to_string());
+    }
+
     /// Adds (or replaces) a file, creating the repo if needed; a new commit.
     pub fn add_file(&self, repo: &str, file: &str, bytes: Vec<u8>) {
         let mut st = lock(&self.state);
@@ -175,6 +211,58 @@ impl Stub {
 impl Drop for Stub {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A server on 127.0.0.1 that accepts every connection and never answers (for timeouts).
+#[derive(Debug)]
+pub struct Silent {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Silent {
+    /// Starts one on a free port.
+    pub fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hub-silent".into())
+            .spawn(move || {
+                // Held open, unread and unanswered, until the server stops.
+                let mut held = Vec::new();
+                for conn in listener.incoming() {
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        held.push(c);
+                    }
+                }
+            })?;
+        Ok(Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The base URL to give as `HF_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -273,7 +361,8 @@ fn serve(
         return Ok(());
     };
     requests.fetch_add(1, Ordering::SeqCst);
-    let resp = route(&req, addr, state);
+    let mut resp = route(&req, addr, state);
+    let stall = lie(&req, &mut resp, state);
     let reason = match resp.status {
         200 => "OK",
         302 => "Found",
@@ -296,9 +385,61 @@ fn serve(
     head.push_str("Connection: close\r\n\r\n");
     out.write_all(head.as_bytes())?;
     if req.method != "HEAD" {
+        if stall {
+            out.write_all(&resp.body[..resp.body.len() / 2])?;
+            out.flush()?;
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return Ok(());
+        }
         out.write_all(&resp.body)?;
     }
     out.flush()
+}
+
+/// The file a `resolve` or LFS request is for (by name; LFS by its sha256).
+fn requested_file(req: &Request, st: &State) -> Option<String> {
+    let path = req.path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        [_, _, "resolve", _, file @ ..] if !file.is_empty() => Some(
+            file.iter()
+                .map(|f| percent_decode(f))
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
+        ["lfs", sha] => st.repos.values().find_map(|r| {
+            r.files
+                .iter()
+                .find(|(name, bytes)| etag(name, bytes) == *sha)
+                .map(|(name, _)| name.clone())
+        }),
+        _ => None,
+    }
+}
+
+/// Applies the [`Hostile`] rules to an answer; whether its body should stall.
+fn lie(req: &Request, resp: &mut Response, state: &Mutex<State>) -> bool {
+    let mut st = lock(state);
+    let Some(file) = requested_file(req, &st) else {
+        return false;
+    };
+    let heads = if req.method == "HEAD" {
+        let n = st.heads.entry(file.clone()).or_default();
+        *n += 1;
+        *n - 1
+    } else {
+        usize::MAX
+    };
+    for h in st.hostile.iter().filter(|h| h.file == file) {
+        let method_ok = h.method.is_empty() || h.method.eq_ignore_ascii_case(&req.method);
+        let turn_ok = req.method != "HEAD" || heads >= h.after_heads;
+        if method_ok && turn_ok {
+            resp.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(&h.header));
+            resp.headers.push((h.header.clone(), h.value.clone()));
+        }
+    }
+    req.method == "GET" && st.stall.contains(&file) && resp.status < 300
 }
 
 fn percent_decode(s: &str) -> String {
