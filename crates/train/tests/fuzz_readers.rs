@@ -89,7 +89,7 @@ fn read(name: &str, bytes: &[u8]) -> bool {
         // Every failure names the file it could not read.
         assert!(e.to_string().contains(name), "{e}");
     };
-    let ok = match name {
+    match name {
         "state.json" => {
             let run = RunDir::new(dir.path());
             let state = run.read_state().map_err(named).ok().flatten();
@@ -113,8 +113,7 @@ fn read(name: &str, bytes: &[u8]) -> bool {
             .flatten()
             .is_some(),
         other => unreachable!("{other}"),
-    };
-    ok
+    }
 }
 
 fn flip(bytes: &[u8], flips: &[(prop::sample::Index, u8)]) -> Vec<u8> {
