@@ -33,7 +33,10 @@ fn check(text: &str) -> Result<(), TestCaseError> {
         text,
         printed
     );
-    for (epochs, steps) in [(1, 1), (160, 704), (u32::MAX, u32::MAX)] {
+    // The largest budget accepted (schedules::MAX_TOTAL_STEPS iterations); u32::MAX epochs of
+    // u32::MAX steps is refused by Budget::new before any schedule sees it.
+    assert!(Budget::new(u32::MAX, u32::MAX).is_err());
+    for (epochs, steps) in [(1, 1), (160, 704), (100_000, 1_000)] {
         let budget = Budget::new(epochs, steps).unwrap();
         let _ = s.bounds(budget);
         if let Ok(lr) = s.build(budget) {

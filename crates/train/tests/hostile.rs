@@ -266,7 +266,7 @@ fn masks_that_are_not_masks_are_refused() {
                 name.clone(),
                 Tensor::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
             )],
-            "the tensor is",
+            "has shape [3]",
         ),
     ];
     for (masks, needle) in cases {
