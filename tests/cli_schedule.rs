@@ -239,3 +239,34 @@ fn plot_into_a_missing_directory_fails_cleanly() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent-dir/"), "{err}");
 }
+
+#[test]
+fn huge_budgets_are_refused_before_anything_is_built() {
+    // Over the library's cap on iterations: refused by Budget::new.
+    let o = prunebench(&[
+        "schedule",
+        "clr",
+        "--epochs",
+        "4294967295",
+        "--steps-per-epoch",
+        "4294967295",
+        "--format",
+        "json",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    // Within it, but more points than the command prints.
+    let o = prunebench(&[
+        "schedule",
+        "ft",
+        "--epochs",
+        "1000",
+        "--steps-per-epoch",
+        "10000",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("10000000 points; at most 2000000"), "{e}");
+    assert!(stdout(&o).is_empty());
+}

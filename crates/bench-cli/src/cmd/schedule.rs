@@ -67,6 +67,9 @@ struct Report<'a> {
     points: Vec<schedules::Point>,
 }
 
+/// The most points one `schedule` command prints (all curves together).
+const MAX_POINTS: u64 = 2_000_000;
+
 pub fn run(args: Args) -> Result<()> {
     let budget = Budget::new(args.epochs, args.steps_per_epoch)?;
     let labels = match (&args.spec, &args.compare) {
@@ -76,6 +79,17 @@ pub fn run(args: Args) -> Result<()> {
     };
     if labels.is_empty() {
         bail!("--compare needs at least one schedule");
+    }
+    // Every point is held and printed: a budget the library accepts (up to 10^8 iterations)
+    // could still mean gigabytes of text. Sixteen times the paper's longest run is plenty.
+    let points = budget.total_steps().saturating_mul(labels.len() as u64);
+    if points > MAX_POINTS {
+        bail!(
+            "{} schedule(s) of {} epochs x {} iterations make {points} points; at most {MAX_POINTS} can be printed (lower --epochs or --steps-per-epoch)",
+            labels.len(),
+            args.epochs,
+            args.steps_per_epoch
+        );
     }
     let curves = labels
         .iter()
