@@ -57,12 +57,10 @@ fn kind_of(meta: &fs::Metadata) -> Option<&'static str> {
     Some("not a regular file")
 }
 
-/// Refuses anything but a regular file (symlinks are followed): checked before opening, since
-/// opening a FIFO blocks until a writer comes.
-fn regular(path: &Path) -> io::Result<fs::Metadata> {
-    let meta = fs::metadata(path)?;
-    match kind_of(&meta) {
-        None => Ok(meta),
+/// Refuses anything but a regular file, by what it is.
+fn regular(meta: &fs::Metadata) -> io::Result<()> {
+    match kind_of(meta) {
+        None => Ok(()),
         Some(kind) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("is {kind}, not a regular file"),
@@ -74,16 +72,12 @@ fn regular(path: &Path) -> io::Result<fs::Metadata> {
 /// directories, and files larger than `limit` bytes.
 pub fn open(path: impl AsRef<Path>, limit: u64) -> io::Result<(File, u64)> {
     let path = path.as_ref();
-    regular(path)?;
+    // Checked before opening (symlinks followed), since opening a FIFO blocks until a writer
+    // comes; and again on the open file, since the path may have been swapped in between.
+    regular(&fs::metadata(path)?)?;
     let file = File::open(path)?;
-    // Checked again on the open file: the path may have been swapped in between.
     let meta = file.metadata()?;
-    if let Some(kind) = kind_of(&meta) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("is {kind}, not a regular file"),
-        ));
-    }
+    regular(&meta)?;
     let len = meta.len();
     if len > limit {
         return Err(too_large(len, limit));
