@@ -11,7 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use prunebench_fuzz::{put, scratch};
 use train::ExperimentSpec;
 use train::engine::{EpochMetrics, RunResult};
-use train::run::{RunDir, read_json, read_origin, resolve_model_dir};
+use experiments::provenance::read_origin;
+use train::run::{RunDir, read_json, resolve_model_dir};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, content)) = data.split_first() else {

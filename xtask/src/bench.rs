@@ -316,7 +316,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, version) in [("resnet56", Some(PfecVersion::B)), ("vgg16", None)] {
         let full = ModelConfig::from_name(name, 10, 3)?;
-        let pruned = train::prune::pfec_config(&full, version)?;
+        let pruned = experiments::prune::pfec_config(&full, version)?;
         let base = measure(&full, Backend::Ours, &args, &device)?;
         let small = measure(&pruned, Backend::Ours, &args, &device)?;
         let label = match version {

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use schedules::plot::PALETTE;
 use train::engine::RunResult;
 
-use crate::table2::grid::{self, Grid, Node, Profile, ProfileName, Task, Variant, run_dir};
+use crate::table2::grid::{Grid, Node, Profile, ProfileName, Task, Variant, run_dir};
 use crate::table2::report::{Stat, stat};
 use crate::table2::{self as t2, exec};
 
@@ -132,13 +132,8 @@ pub fn expand(
                 let trunk = grid.push_trunk(profile, dataset, variant, seed, runs_dir)?;
                 for &method in methods {
                     for &budget in budgets {
-                        let spec = grid::retrain_spec(
-                            &trunk.base,
-                            &trunk.pruned_config,
-                            &trunk.pruned_dir,
-                            method,
-                            budget,
-                        )?;
+                        let spec =
+                            experiments::spec::retrain(&trunk.base, &trunk.pruned, method, budget)?;
                         let node = grid.push_train(Node {
                             curve: Some((method, budget)),
                             ..Node::train(runs_dir, spec, vec![trunk.prune], dataset, variant, seed)
@@ -460,7 +455,7 @@ pub fn run(args: &Args) -> Result<Option<exec::Summary>> {
         title.push_str(" (smoke: pipeline check, not a result)");
     }
     write_charts(&dir.join("fig2"), &panels, &budgets, &title)?;
-    exec::conclude(summary, started, &dir.join("fig2.{svg,png,csv,md}")).map(Some)
+    t2::conclude(summary, started, &dir.join("fig2.{svg,png,csv,md}")).map(Some)
 }
 
 #[cfg(test)]
@@ -500,7 +495,8 @@ mod tests {
         assert_eq!(grid.nodes.len(), 3 * 3 * (2 + 4 * 8));
 
         // Table 2's fine-tuning and CLR runs (40 epochs) are the figure's FT and CLR at 40.
-        let t2 = grid::expand(&Profile::new(ProfileName::Paper), &variants, runs).unwrap();
+        let t2 = crate::table2::grid::expand(&Profile::new(ProfileName::Paper), &variants, runs)
+            .unwrap();
         let hashes = |g: &Grid| -> Vec<String> {
             g.nodes
                 .iter()

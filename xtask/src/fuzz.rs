@@ -479,8 +479,12 @@ pub fn seed_files(work: &Path) -> Result<Seeds> {
         best_model: "best-0001".into(),
         seconds: 3.0,
     };
-    let origin = train::run::Origin {
+    let origin = experiments::provenance::Origin {
         checkpoint: "runs/r8".into(),
+        id: Some(train::CheckpointId::Pruned {
+            origin: spec.hash(),
+            pruning: "pfec:B".into(),
+        }),
         spec: Some(spec.clone()),
     };
     seeds.entry("run_files").or_default().extend([

@@ -7,16 +7,17 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use experiments::provenance::{Origin, read_origin};
 use models::ModelConfig;
 use prune_core::PruningPlan;
 use train::engine::RunResult;
-use train::run::{Origin, RunDir, read_json, read_origin, resolve_model_dir};
+use train::run::{RunDir, read_json, resolve_model_dir};
 use train::{ExperimentSpec, Init};
 
 use crate::{Result, check_checkpoint};
 
 /// The file in which `prunebench` records the command line that made a directory.
-pub const COMMAND_FILE: &str = "command.txt";
+pub use experiments::provenance::COMMAND_FILE;
 
 /// The paper the retraining schedules come from.
 pub const PAPER: &str = "Le, D. H. and Hua, B.-S. \"Network Pruning that Matters: A Case Study on Retraining Variants\". ICLR 2021. https://openreview.net/forum?id=Cb54AMqHQFP";
@@ -58,13 +59,13 @@ fn gather(dir: &Path) -> Result<Provenance> {
         let spec: ExperimentSpec = read_json(&run.spec())?;
         let result = read_opt(&run.result())?;
         pruned_dir = match &spec.init {
-            Init::Checkpoint { path } => Some(path.clone()),
+            Init::Checkpoint { path, .. } => Some(path.clone()),
             Init::Fresh { .. } => None,
         };
         p.run = Some((spec, result));
     }
     if let Some(pd) = pruned_dir {
-        let plan_path = pd.join(train::prune::PLAN_FILE);
+        let plan_path = pd.join(experiments::prune::PLAN_FILE);
         if let Some(plan) = read_opt::<PruningPlan>(&plan_path)? {
             if let Some(c) = command(&pd) {
                 p.commands.push(("pruned", c));
@@ -195,7 +196,7 @@ pub fn model_card(dir: &Path) -> Result<String> {
     match &p.run {
         Some((spec, _)) => {
             let start = match &spec.init {
-                Init::Checkpoint { path } => format!("from `{}`", path.display()),
+                Init::Checkpoint { path, .. } => format!("from `{}`", path.display()),
                 Init::Fresh { seed } => format!("from scratch (init seed {seed})"),
             };
             let _ = writeln!(

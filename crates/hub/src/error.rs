@@ -180,6 +180,9 @@ pub enum Error {
     /// A run-directory error (origin.json, spec.json, result.json).
     #[error(transparent)]
     Train(Box<train::Error>),
+    /// A provenance error (origin.json).
+    #[error(transparent)]
+    Experiments(Box<experiments::Error>),
     /// A local file could not be read or written. The cause is the source, printed once by the
     /// caller's chain (`{:#}`), not repeated here.
     #[error("{}", path.display())]
@@ -195,6 +198,12 @@ pub enum Error {
 impl From<models::Error> for Error {
     fn from(e: models::Error) -> Self {
         Self::Model(Box::new(e))
+    }
+}
+
+impl From<experiments::Error> for Error {
+    fn from(e: experiments::Error) -> Self {
+        Self::Experiments(Box::new(e))
     }
 }
 

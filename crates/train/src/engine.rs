@@ -1,14 +1,15 @@
 //! The training loop: shuffled, augmented batches; SGD stepped with the schedule's rate (and
 //! momentum) every iteration; evaluation on val and test after every epoch; a checkpoint per
 //! epoch and a best-val model; one metrics line per epoch; `result.json` at the end.
+//!
+//! [`train`] opens (or resumes) the run and builds what the spec asks for; [`fit`] is the loop,
+//! with the pruning rules as [`StepHook`]s and the files as a [`Checkpointer`].
 
-use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, ModuleT, Tensor, Var};
+use candle_core::{D, DType, Device, ModuleT, Tensor};
 use datasets::transform::{AugmentKey, Normalize, assemble, epoch_order};
 use datasets::{Dataset, ImageSet};
 use models::Model;
@@ -16,37 +17,13 @@ use prune_core::{MASKS_FILE, Masks};
 use schedules::{Budget, LrSchedule};
 use serde::{Deserialize, Serialize};
 
-use crate::run::{Best, RunDir, RunState, read_json, resolve_model_dir, write_json};
+pub use crate::checkpoint::OPTIMIZER_FILE;
+use crate::checkpoint::{Checkpointer, KeepBest};
+use crate::hooks::{HoldMasks, SoftFilterPruning, StepHook};
+pub use crate::run::EpochMetrics;
+use crate::run::{RunDir, RunState, read_json, resolve_model_dir, write_json};
 use crate::sgd::Sgd;
 use crate::{Error, ExperimentSpec, Init, Result};
-
-/// The optimizer state file inside a checkpoint directory.
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// Epoch, 0-based.
-    pub epoch: u32,
-    /// Learning rate at the epoch's first iteration.
-    pub lr: f64,
-    /// Mean training cross-entropy over the epoch.
-    pub train_loss: f64,
-    /// Training accuracy over the epoch (augmented images, training-mode BatchNorm).
-    pub train_acc: f64,
-    /// Validation accuracy.
-    pub val_acc: f64,
-    /// Mean validation cross-entropy.
-    pub val_loss: f64,
-    /// Test accuracy.
-    pub test_acc: f64,
-    /// Mean test cross-entropy.
-    pub test_loss: f64,
-    /// Wall-clock seconds for the epoch, evaluation included.
-    pub seconds: f64,
-    /// Training images per second (evaluation excluded).
-    pub images_per_sec: f64,
-}
 
 /// `result.json`: the summary of a finished run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,8 +191,10 @@ pub fn train(
     let run = RunDir::new(run_dir);
     let started_before = run.spec().is_file();
     if started_before {
+        // By hash, not equality: a spec whose checkpoint is named by content may have been
+        // written with another path (the runs directory was moved) and is the same experiment.
         let existing: ExperimentSpec = read_json(&run.spec())?;
-        if existing != *spec {
+        if existing.hash() != spec.hash() {
             return Err(Error::RunDir(format!(
                 "{} holds another experiment (spec {} there, {} asked); use another --out",
                 run.root().display(),
@@ -243,7 +222,6 @@ pub fn train(
         u32::try_from(steps_per_epoch)
             .map_err(|_| Error::Config("too many iterations per epoch".into()))?,
     )?)?;
-
     let state = if started_before {
         run.read_state()?
     } else {
@@ -270,9 +248,14 @@ pub fn train(
         }
         None => initial_model(spec, &device)?,
     };
-    let vars = model.trainable_vars();
-    let masks = initial_masks(spec, &device)?;
-    let mut sgd = Sgd::new(vars.clone(), spec.sgd)?;
+    let mut hooks: Vec<Box<dyn StepHook>> = Vec::new();
+    if let Some(masks) = initial_masks(spec, &device)? {
+        hooks.push(Box::new(HoldMasks::new(masks, model.trainable_vars())));
+    }
+    if let Some(rate) = spec.soft_prune {
+        hooks.push(Box::new(SoftFilterPruning::new(rate)));
+    }
+    let mut sgd = Sgd::new(model.trainable_vars(), spec.sgd)?;
     if !started_before {
         fs::create_dir_all(run.root()).map_err(|source| Error::Io {
             path: run.root().to_path_buf(),
@@ -295,73 +278,21 @@ pub fn train(
         last_dir: String::new(),
         best: None,
     });
-    let mut history = read_metrics(&run, state.epochs_done)?;
+    let mut history = run.read_metrics(state.epochs_done)?;
     if state.epochs_done > 0 {
         tracing::info!(epochs_done = state.epochs_done, "resuming");
     }
-
-    let mut done_this_call = 0;
-    while state.epochs_done < spec.epochs {
-        if opts.stop_after.is_some_and(|n| done_this_call >= n) {
-            return Err(Error::RunDir(format!(
-                "stopped after {done_this_call} epoch(s) as asked; resume to continue"
-            )));
-        }
-        let epoch = state.epochs_done;
-        let started = Instant::now();
-        observer.epoch_start(epoch, spec.epochs, steps_per_epoch);
-        let stepper = Stepper {
-            sgd: &mut sgd,
-            schedule: &schedule,
-            masks: masks.as_ref().map(|m| (m, vars.as_slice())),
-        };
-        let (train_loss, train_acc) =
-            train_epoch(spec, &data, &model, stepper, &mut state, &run, observer)?;
-        if let Some(rate) = spec.soft_prune {
-            soft_prune(&model, rate)?;
-        }
-        let train_secs = started.elapsed().as_secs_f64();
-        // A diverged model stops the run before its epoch is written, as a NaN training loss
-        // does: the last good checkpoint stays the current one.
-        let eval = |set, split| {
-            evaluate(&model, set, &data.normalize, spec.eval_batch_size).map_err(|e| match e {
-                Error::NonFiniteEval { value, .. } => Error::NonFiniteEval {
-                    split,
-                    value,
-                    context: format!(" after epoch {epoch}; {}", kept(&state, &run)),
-                },
-                e => e,
-            })
-        };
-        let val = eval(&data.val, "validation")?;
-        let test = eval(&data.test, "test")?;
-        let metrics = EpochMetrics {
-            epoch,
-            lr: schedule.lr(u64::from(epoch) * steps_per_epoch as u64),
-            train_loss,
-            train_acc,
-            val_acc: val.accuracy,
-            val_loss: val.loss,
-            test_acc: test.accuracy,
-            test_loss: test.loss,
-            seconds: started.elapsed().as_secs_f64(),
-            images_per_sec: data.train.len() as f64 / train_secs,
-        };
-        // Metrics first, then the checkpoint whose state.json commits the epoch: a kill between
-        // the two leaves a line that resuming drops and recomputes.
-        history.push(metrics.clone());
-        write_metrics(&run, &history)?;
-        checkpoint(&run, &model, &sgd, masks.as_ref(), &mut state, &metrics)?;
-        tracing::info!(
-            epoch,
-            train_loss,
-            val_acc = val.accuracy,
-            test_acc = test.accuracy,
-            "epoch done"
-        );
-        observer.epoch_end(&metrics);
-        done_this_call += 1;
-    }
+    let mut job = Fit {
+        spec,
+        data: &data,
+        model: &model,
+        sgd: &mut sgd,
+        schedule: &schedule,
+        hooks: &mut hooks,
+        run: &run,
+        checkpointer: Checkpointer::new(&run, KeepBest),
+    };
+    job.fit(&mut state, &mut history, opts.stop_after, observer)?;
 
     let best = state
         .best
@@ -389,10 +320,147 @@ pub fn train(
     Ok(result)
 }
 
+/// One run's loop and what it works on.
+struct Fit<'a> {
+    spec: &'a ExperimentSpec,
+    data: &'a Prepared,
+    model: &'a Model,
+    sgd: &'a mut Sgd,
+    schedule: &'a LrSchedule,
+    hooks: &'a mut Vec<Box<dyn StepHook>>,
+    run: &'a RunDir,
+    checkpointer: Checkpointer<'a>,
+}
+
+impl Fit<'_> {
+    /// Trains from `state` to the spec's last epoch: per epoch, the iterations, the hooks'
+    /// end of epoch, evaluation, the metrics line and the checkpoint that commits the epoch.
+    /// `stop_after` ends the call (as if killed) after that many epochs.
+    fn fit(
+        &mut self,
+        state: &mut RunState,
+        history: &mut Vec<EpochMetrics>,
+        stop_after: Option<u32>,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let (spec, data) = (self.spec, self.data);
+        let steps = data.train.len().div_ceil(spec.batch_size);
+        let mut done_this_call = 0;
+        while state.epochs_done < spec.epochs {
+            if stop_after.is_some_and(|n| done_this_call >= n) {
+                return Err(Error::RunDir(format!(
+                    "stopped after {done_this_call} epoch(s) as asked; resume to continue"
+                )));
+            }
+            let epoch = state.epochs_done;
+            let started = Instant::now();
+            observer.epoch_start(epoch, spec.epochs, steps);
+            let (train_loss, train_acc) = self.epoch(state, observer)?;
+            for hook in self.hooks.iter_mut() {
+                hook.after_epoch(self.model)?;
+            }
+            let train_secs = started.elapsed().as_secs_f64();
+            // A diverged model stops the run before its epoch is written, as a NaN training
+            // loss does: the last good checkpoint stays the current one.
+            let eval = |set, split| {
+                evaluate(self.model, set, &data.normalize, spec.eval_batch_size).map_err(
+                    |e| match e {
+                        Error::NonFiniteEval { value, .. } => Error::NonFiniteEval {
+                            split,
+                            value,
+                            context: format!(" after epoch {epoch}; {}", kept(state, self.run)),
+                        },
+                        e => e,
+                    },
+                )
+            };
+            let val = eval(&data.val, "validation")?;
+            let test = eval(&data.test, "test")?;
+            let metrics = EpochMetrics {
+                epoch,
+                lr: self.schedule.lr(u64::from(epoch) * steps as u64),
+                train_loss,
+                train_acc,
+                val_acc: val.accuracy,
+                val_loss: val.loss,
+                test_acc: test.accuracy,
+                test_loss: test.loss,
+                seconds: started.elapsed().as_secs_f64(),
+                images_per_sec: data.train.len() as f64 / train_secs,
+            };
+            // Metrics first, then the checkpoint whose state.json commits the epoch: a kill
+            // between the two leaves a line that resuming drops and recomputes.
+            history.push(metrics.clone());
+            self.run.write_metrics(history)?;
+            self.checkpointer
+                .commit(self.model, self.sgd, self.hooks, state, &metrics)?;
+            tracing::info!(
+                epoch,
+                train_loss,
+                val_acc = val.accuracy,
+                test_acc = test.accuracy,
+                "epoch done"
+            );
+            observer.epoch_end(&metrics);
+            done_this_call += 1;
+        }
+        Ok(())
+    }
+
+    /// One epoch's iterations; returns the mean training loss and accuracy.
+    fn epoch(&mut self, state: &mut RunState, observer: &mut dyn Observer) -> Result<(f64, f64)> {
+        let (spec, data, model) = (self.spec, self.data, self.model);
+        let epoch = state.epochs_done;
+        let order = epoch_order(data.train.len(), spec.seed, u64::from(epoch));
+        let key = AugmentKey {
+            seed: spec.seed,
+            epoch: u64::from(epoch),
+        };
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        for (iteration, indices) in order.chunks(spec.batch_size).enumerate() {
+            let batch = assemble(
+                &data.train,
+                indices,
+                &data.normalize,
+                Some((spec.augment, key)),
+            );
+            let (x, y) = to_tensors(&batch, model.device())?;
+            let logits = model.forward_t(&x, true)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let value = loss.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    epoch,
+                    iteration,
+                    step: state.global_step,
+                    value,
+                    kept: kept(state, self.run),
+                });
+            }
+            let mut grads = loss.backward()?;
+            for hook in self.hooks.iter_mut() {
+                hook.after_backward(&mut grads)?;
+            }
+            let step = state.global_step;
+            self.sgd
+                .step(&grads, self.schedule.lr(step), self.schedule.momentum(step))?;
+            for hook in self.hooks.iter_mut() {
+                hook.after_step()?;
+            }
+            state.global_step += 1;
+            loss_sum += f64::from(value) * batch.len() as f64;
+            correct += count_correct(&logits, &y)?;
+            seen += batch.len();
+            observer.step(iteration, value, correct as f64 / seen as f64);
+        }
+        Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+    }
+}
+
 fn initial_model(spec: &ExperimentSpec, device: &Device) -> Result<Model> {
     match &spec.init {
         Init::Fresh { seed } => Ok(Model::init(&spec.model, *seed, device)?),
-        Init::Checkpoint { path } => {
+        Init::Checkpoint { path, .. } => {
             let model = Model::load(&resolve_model_dir(path)?, device)?;
             if *model.config() != spec.model {
                 return Err(Error::Config(format!(
@@ -407,41 +475,10 @@ fn initial_model(spec: &ExperimentSpec, device: &Device) -> Result<Model> {
     }
 }
 
-/// SFP's step (He et al. 2018, `get_filter_codebook`): in every prunable layer (the score tensor
-/// of each channel group), the `int(n * rate)` filters with the smallest l2 norm are set to zero.
-/// Only the filters: their BatchNorm and readers stay, so the filters can recover next epoch.
-fn soft_prune(model: &Model, rate: f64) -> Result<()> {
-    let vars: HashMap<String, Var> = model.trainable_vars().into_iter().collect();
-    for group in model.config().channel_groups() {
-        let Some(var) = vars.get(&group.score_tensor) else {
-            continue;
-        };
-        let w = var.as_tensor();
-        let n = w.dim(0)?;
-        let zeroed = (n as f64 * rate) as usize;
-        if zeroed == 0 {
-            continue;
-        }
-        let norms = prune_core::l2_filter_norms(w)?;
-        let mut order: Vec<usize> = (0..n).collect();
-        // Ties broken by index, so the same weights always zero the same filters.
-        order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]).then(a.cmp(&b)));
-        let mut keep = vec![1f32; n];
-        for &i in &order[..zeroed] {
-            keep[i] = 0.0;
-        }
-        let mut shape = vec![1; w.rank()];
-        shape[0] = n;
-        let mask = Tensor::from_vec(keep, shape, w.device())?.to_dtype(w.dtype())?;
-        var.set(&w.broadcast_mul(&mask)?)?;
-    }
-    Ok(())
-}
-
 /// The masks of an unstructured-pruned starting checkpoint (`masks.safetensors` beside it):
 /// 0/1 only (checked by the loader), for tensors of the spec's model, of their shapes.
 fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>> {
-    let Init::Checkpoint { path } = &spec.init else {
+    let Init::Checkpoint { path, .. } = &spec.init else {
         return Ok(None);
     };
     let file = resolve_model_dir(path)?.join(MASKS_FILE);
@@ -455,73 +492,6 @@ fn initial_masks(spec: &ExperimentSpec, device: &Device) -> Result<Option<Masks>
     })?;
     tracing::info!(file = %file.display(), sparsity = masks.sparsity()?, "keeping pruned weights at zero");
     Ok(Some(masks))
-}
-
-/// What one iteration updates: the optimizer with the schedule's rate, within the masks.
-struct Stepper<'a> {
-    sgd: &'a mut Sgd,
-    schedule: &'a LrSchedule,
-    masks: Option<(&'a Masks, &'a [(String, Var)])>,
-}
-
-fn train_epoch(
-    spec: &ExperimentSpec,
-    data: &Prepared,
-    model: &Model,
-    stepper: Stepper,
-    state: &mut RunState,
-    run: &RunDir,
-    observer: &mut dyn Observer,
-) -> Result<(f64, f64)> {
-    let epoch = state.epochs_done;
-    let order = epoch_order(data.train.len(), spec.seed, u64::from(epoch));
-    let key = AugmentKey {
-        seed: spec.seed,
-        epoch: u64::from(epoch),
-    };
-    let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-    for (iteration, indices) in order.chunks(spec.batch_size).enumerate() {
-        let batch = assemble(
-            &data.train,
-            indices,
-            &data.normalize,
-            Some((spec.augment, key)),
-        );
-        let (x, y) = to_tensors(&batch, model.device())?;
-        let logits = model.forward_t(&x, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let value = loss.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(Error::NonFinite {
-                epoch,
-                iteration,
-                step: state.global_step,
-                value,
-                kept: kept(state, run),
-            });
-        }
-        let mut grads = loss.backward()?;
-        let step = state.global_step;
-        // DESIGN section 6: pruned weights get no gradient and are re-masked after the step, so
-        // they stay exactly zero (weight decay and momentum would otherwise move them).
-        if let Some((masks, vars)) = stepper.masks {
-            masks.mask_gradients(&mut grads, vars)?;
-        }
-        stepper.sgd.step(
-            &grads,
-            stepper.schedule.lr(step),
-            stepper.schedule.momentum(step),
-        )?;
-        if let Some((masks, vars)) = stepper.masks {
-            masks.mask_vars(vars)?;
-        }
-        state.global_step += 1;
-        loss_sum += f64::from(value) * batch.len() as f64;
-        correct += count_correct(&logits, &y)?;
-        seen += batch.len();
-        observer.step(iteration, value, correct as f64 / seen as f64);
-    }
-    Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
 }
 
 /// Where the last good checkpoint is, for the message of a run stopped by a non-finite number.
@@ -593,99 +563,6 @@ pub fn evaluate(
         loss,
         images: set.len(),
     })
-}
-
-/// Writes the epoch's checkpoint (and best-val model), then commits it in `state.json`.
-fn checkpoint(
-    run: &RunDir,
-    model: &Model,
-    sgd: &Sgd,
-    masks: Option<&Masks>,
-    state: &mut RunState,
-    m: &EpochMetrics,
-) -> Result<()> {
-    let epoch = m.epoch;
-    let last_dir = RunState::epoch_dir(epoch);
-    let dir = run.join(&last_dir);
-    // A directory left by a run killed while writing it is incomplete: start it afresh.
-    let _ = fs::remove_dir_all(&dir);
-    model.save(&dir)?;
-    if let Some(masks) = masks {
-        masks.save(&dir.join(MASKS_FILE))?;
-    }
-    let opt_path = dir.join(OPTIMIZER_FILE);
-    // On the CPU first: candle's writer would copy GPU tensors itself but unwraps the result.
-    let opt = sgd
-        .state()
-        .into_iter()
-        .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
-        .collect::<Result<HashMap<String, Tensor>>>()?;
-    // Through our atomic writer, so a full disk names the file and leaves no half file.
-    let bytes = safetensors::serialize(&opt, None).map_err(|e| Error::Corrupt {
-        path: opt_path.clone(),
-        problem: e.to_string(),
-    })?;
-    crate::run::write_atomic(&opt_path, &bytes)?;
-    let improved = state.best.as_ref().is_none_or(|b| m.val_acc > b.val_acc);
-    if improved {
-        let best_dir = RunState::best_dir(epoch);
-        let _ = fs::remove_dir_all(run.join(&best_dir));
-        model.save(&run.join(&best_dir))?;
-        if let Some(masks) = masks {
-            masks.save(&run.join(&best_dir).join(MASKS_FILE))?;
-        }
-        state.best = Some(Best {
-            epoch,
-            val_acc: m.val_acc,
-            test_acc: m.test_acc,
-            test_loss: m.test_loss,
-            dir: best_dir,
-        });
-    }
-    state.epochs_done = epoch + 1;
-    state.last_dir = last_dir;
-    write_json(&run.state(), state)?;
-    run.prune_stale(state)
-}
-
-/// The metrics of the epochs before `epochs_done` (lines past it belong to an epoch that was not
-/// committed before a kill, and will be redone).
-fn read_metrics(run: &RunDir, epochs_done: u32) -> Result<Vec<EpochMetrics>> {
-    let path = run.metrics();
-    if !path.is_file() {
-        return Ok(Vec::new());
-    }
-    // One line per epoch: a few hundred bytes each.
-    let text = files::read_to_string(&path, files::SMALL).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let m: EpochMetrics = serde_json::from_str(line).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            problem: e.to_string(),
-        })?;
-        if m.epoch < epochs_done {
-            out.push(m);
-        }
-    }
-    Ok(out)
-}
-
-fn write_metrics(run: &RunDir, history: &[EpochMetrics]) -> Result<()> {
-    let mut text = Vec::new();
-    for m in history {
-        serde_json::to_writer(&mut text, m).map_err(|e| Error::Corrupt {
-            path: run.metrics(),
-            problem: e.to_string(),
-        })?;
-        text.write_all(b"\n").map_err(|source| Error::Io {
-            path: run.metrics(),
-            source,
-        })?;
-    }
-    crate::run::write_atomic(&run.metrics(), &text)
 }
 
 /// Loads the model a checkpoint path stands for (see [`resolve_model_dir`]).

@@ -1,6 +1,8 @@
 //! Training for prunebench: SGD with PyTorch's exact update ([`sgd`]), the training loop driven
-//! by a `schedules` learning-rate schedule ([`engine`]), evaluation, and a run directory of
-//! resumable checkpoints ([`run`]), all described by an [`ExperimentSpec`].
+//! by a `schedules` learning-rate schedule ([`engine`]) with pruning rules as step [`hooks`],
+//! evaluation, and a run directory of resumable checkpoints ([`run`], [`checkpoint`]), all
+//! described by an [`ExperimentSpec`]. What to run (the paper's recipes, pruning a checkpoint,
+//! grids) is the `experiments` crate's.
 //!
 //! ```no_run
 //! use datasets::DatasetKind;
@@ -14,10 +16,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod checkpoint;
 pub mod device;
 pub mod engine;
-pub mod prune;
-pub mod recipe;
+pub mod hooks;
 pub mod run;
 pub mod sgd;
 mod spec;
@@ -26,7 +28,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub use spec::{ExperimentSpec, Init};
+pub use spec::{CheckpointId, ExperimentSpec, Init};
 
 /// What can go wrong while training.
 #[derive(Debug, Error)]

@@ -61,6 +61,31 @@ pub fn write_json<T: Serialize + DeserializeOwned>(path: &Path, value: &T) -> Re
     write_atomic(path, text.as_bytes())
 }
 
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch, 0-based.
+    pub epoch: u32,
+    /// Learning rate at the epoch's first iteration.
+    pub lr: f64,
+    /// Mean training cross-entropy over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented images, training-mode BatchNorm).
+    pub train_acc: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Mean validation cross-entropy.
+    pub val_loss: f64,
+    /// Test accuracy.
+    pub test_acc: f64,
+    /// Mean test cross-entropy.
+    pub test_loss: f64,
+    /// Wall-clock seconds for the epoch, evaluation included.
+    pub seconds: f64,
+    /// Training images per second (evaluation excluded).
+    pub images_per_sec: f64,
+}
+
 /// The best validation accuracy so far and where its model is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Best {
@@ -215,6 +240,44 @@ impl RunDir {
         self.root.join(rel)
     }
 
+    /// The metrics of the epochs before `epochs_done` (lines past it belong to an epoch that
+    /// was not committed before a kill, and will be redone).
+    pub fn read_metrics(&self, epochs_done: u32) -> Result<Vec<EpochMetrics>> {
+        let path = self.metrics();
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        // One line per epoch: a few hundred bytes each.
+        let text = files::read_to_string(&path, files::SMALL).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let m: EpochMetrics = serde_json::from_str(line).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
+            if m.epoch < epochs_done {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `metrics.jsonl`, one line per epoch, atomically.
+    pub fn write_metrics(&self, history: &[EpochMetrics]) -> Result<()> {
+        let mut text = Vec::new();
+        for m in history {
+            serde_json::to_writer(&mut text, m).map_err(|e| Error::Corrupt {
+                path: self.metrics(),
+                problem: e.to_string(),
+            })?;
+            text.push(b'\n');
+        }
+        write_atomic(&self.metrics(), &text)
+    }
+
     /// The state, if the run has completed an epoch; checked (see [`RunState::check`]), so the
     /// directories it names lie inside the run.
     pub fn read_state(&self) -> Result<Option<RunState>> {
@@ -227,12 +290,9 @@ impl RunDir {
         Ok(Some(state))
     }
 
-    /// Removes checkpoint directories that `state` no longer names (older epochs, older bests,
-    /// and any half-written one from a killed run).
-    pub fn prune_stale(&self, state: &RunState) -> Result<()> {
-        let keep: Vec<&str> = std::iter::once(state.last_dir.as_str())
-            .chain(state.best.as_ref().map(|b| b.dir.as_str()))
-            .collect();
+    /// Removes the checkpoint directories not in `keep` (older epochs, older bests, and any
+    /// half-written one from a killed run).
+    pub fn prune_stale(&self, keep: &[String]) -> Result<()> {
         let entries = fs::read_dir(&self.root).map_err(|source| Error::Io {
             path: self.root.clone(),
             source,
@@ -240,7 +300,7 @@ impl RunDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.starts_with("epoch-") || name.starts_with("best-");
-            if ours && !keep.contains(&name.as_str()) {
+            if ours && !keep.contains(&name) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -255,45 +315,6 @@ pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
     match run.read_state()? {
         Some(state) => Ok(run.join(state.best.map_or(state.last_dir, |b| b.dir).as_str())),
         None => Ok(path.to_path_buf()),
-    }
-}
-
-/// The provenance file of a pruned checkpoint: where its weights came from.
-pub const ORIGIN_FILE: &str = "origin.json";
-
-/// What `origin.json` holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Origin {
-    /// The checkpoint the weights were pruned from, as given.
-    pub checkpoint: PathBuf,
-    /// The spec of the run that trained it, when it was a run directory (or itself pruned from
-    /// one).
-    pub spec: Option<crate::ExperimentSpec>,
-}
-
-/// Records in `dir/origin.json` that `dir`'s weights come from `source` (a run directory, a
-/// model directory, or a pruned checkpoint with its own origin).
-pub fn write_origin(dir: &Path, source: &Path) -> Result<()> {
-    let run = RunDir::new(source);
-    let spec = if run.spec().is_file() {
-        Some(read_json(&run.spec())?)
-    } else {
-        read_origin(source)?.and_then(|o| o.spec)
-    };
-    let origin = Origin {
-        checkpoint: source.to_path_buf(),
-        spec,
-    };
-    write_json(&dir.join(ORIGIN_FILE), &origin)
-}
-
-/// Reads `dir/origin.json`, if there is one.
-pub fn read_origin(dir: &Path) -> Result<Option<Origin>> {
-    let path = dir.join(ORIGIN_FILE);
-    if path.is_file() {
-        read_json(&path).map(Some)
-    } else {
-        Ok(None)
     }
 }
 

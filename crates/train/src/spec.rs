@@ -24,9 +24,61 @@ pub enum Init {
     /// A checkpoint (a model directory or a run directory, whose best-val model is used): the
     /// weights of a trained or pruned model to fine-tune or retrain.
     Checkpoint {
-        /// The checkpoint's path.
+        /// Where the checkpoint is. Not part of the hash when `id` is given, so a runs directory
+        /// can be moved (or committed and cloned) and its runs keep their names.
         path: PathBuf,
+        /// What the checkpoint is, by content: the spec hashes and pruning it came from, or a
+        /// digest of its weights. Specs written before it existed have none; their hash still
+        /// covers the path.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<CheckpointId>,
     },
+}
+
+impl Init {
+    /// A checkpoint start named by its content.
+    pub fn checkpoint(path: impl Into<PathBuf>, id: CheckpointId) -> Self {
+        Self::Checkpoint {
+            path: path.into(),
+            id: Some(id),
+        }
+    }
+}
+
+/// A starting checkpoint named by what it is rather than where it lies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckpointId {
+    /// The best-val model of the run whose spec has this hash.
+    Run {
+        /// The run's spec hash.
+        spec: String,
+    },
+    /// The best-val model of the run `origin`, pruned as `pruning` says (a pruning request's
+    /// canonical text, e.g. `pfec:B`): pruning is deterministic, so the two fix the weights.
+    Pruned {
+        /// The spec hash of the run that was pruned.
+        origin: String,
+        /// The pruning, in its canonical text.
+        pruning: String,
+    },
+    /// Any other checkpoint: the SHA-256 of its weights file, in hex.
+    Weights {
+        /// The digest.
+        sha256: String,
+    },
+}
+
+impl std::fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Run { spec } => write!(f, "the best model of run {spec}"),
+            Self::Pruned { origin, pruning } => {
+                write!(f, "the best model of run {origin} pruned by {pruning}")
+            }
+            Self::Weights { sha256 } => write!(f, "weights with SHA-256 {sha256}"),
+        }
+    }
 }
 
 /// A training or retraining run, fully described.
@@ -106,9 +158,31 @@ impl ExperimentSpec {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// A short stable hash of the spec: the first 16 hex digits of the MD5 of its JSON.
+    /// A short stable hash of the spec: the first 16 hex digits of the MD5 of its compact JSON,
+    /// with a starting checkpoint's path left out when the checkpoint is named by content
+    /// ([`CheckpointId`]).
+    ///
+    /// The rule for new fields (OpenLTH's): a field added later is left out of the JSON while it
+    /// holds its default (`skip_serializing_if`), so the hash of every spec that does not use it
+    /// stays the same.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
+        let mut json = serde_json::to_string(self).unwrap_or_default();
+        if let Init::Checkpoint { id: Some(id), .. } = &self.init {
+            // `init` is one top-level field and its compact JSON occurs once: swap it for the
+            // content-only form, leaving every other byte (and so every other field) as it was.
+            #[derive(Serialize)]
+            #[serde(tag = "from", rename_all = "snake_case")]
+            enum Hashed<'a> {
+                Checkpoint { id: &'a CheckpointId },
+            }
+            let full = serde_json::to_string(&self.init).unwrap_or_default();
+            let hashed = serde_json::to_string(&Hashed::Checkpoint { id }).unwrap_or_default();
+            json = json.replacen(
+                &format!("\"init\":{full}"),
+                &format!("\"init\":{hashed}"),
+                1,
+            );
+        }
         Md5::digest(json.as_bytes())
             .iter()
             .take(8)

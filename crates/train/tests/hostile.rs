@@ -9,7 +9,6 @@ use candle_core::{Device, Tensor};
 use datasets::DatasetKind;
 use models::{Model, ModelConfig};
 use train::engine::{Silent, TrainOptions, train};
-use train::prune::{PruneHow, PruneMethod, PruneRequest, prune_model};
 use train::{Error, ExperimentSpec, Init};
 
 fn data(tmp: &Path) -> PathBuf {
@@ -242,7 +241,10 @@ fn masked_start(tmp: &Path, masks: Vec<(String, Tensor)>) -> ExperimentSpec {
         .unwrap();
     let masks: std::collections::HashMap<String, Tensor> = masks.into_iter().collect();
     candle_core::safetensors::save(&masks, dir.join(prune_core::MASKS_FILE)).unwrap();
-    s.init = Init::Checkpoint { path: dir };
+    s.init = Init::Checkpoint {
+        path: dir,
+        id: None,
+    };
     s
 }
 
@@ -281,25 +283,4 @@ fn masks_that_are_not_masks_are_refused() {
         );
         assert!(!run.exists(), "{needle}: a refused start leaves no run");
     }
-}
-
-#[test]
-fn pruning_into_a_run_directory_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (s, run) = stopped_run(tmp.path());
-    let model = Model::init(&s.model, 1, &Device::Cpu).unwrap();
-    let req = PruneRequest {
-        how: PruneHow::Method {
-            method: PruneMethod::Mwp,
-            version: None,
-            sparsity: Some(0.5),
-            seed: 1,
-        },
-        out: &run,
-        source: None,
-        plan_only: false,
-    };
-    let e = prune_model(&model, &req).unwrap_err();
-    assert!(e.to_string().contains("training run's directory"), "{e}");
-    assert!(!run.join("plan.json").exists());
 }

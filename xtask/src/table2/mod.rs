@@ -2,8 +2,6 @@
 //! their spec hashes, run locally with `--jobs N` or emitted as Slurm job arrays, and the
 //! report of our numbers beside the paper's.
 
-pub mod exec;
-pub mod grid;
 pub mod report;
 
 use std::fmt::Write as _;
@@ -12,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
+pub use experiments::{exec, grid};
 use train::device::DeviceSpec;
 
 pub use exec::{Summary, run_task};
@@ -41,6 +40,10 @@ pub struct Args {
     /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
     #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
     pub emit: Option<Vec<String>>,
+    /// CPU cores each emitted Slurm task asks for (--cpus-per-task). A GPU is asked for only
+    /// when --device is a CUDA device.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub slurm_cpus: u32,
     #[command(flatten)]
     pub grid: GridArgs,
 }
@@ -162,7 +165,7 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
     let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
     let rows = report::collect(&grid, &paper)?;
     report::write(&args.grid.results_dir, &rows, args.profile, profile.seeds)?;
-    exec::conclude(summary, started, &args.grid.results_dir.join("table2.md")).map(Some)
+    conclude(summary, started, &args.grid.results_dir.join("table2.md")).map(Some)
 }
 
 /// The plan: one line per task, its cost in epochs x training images, and the totals.
@@ -215,76 +218,32 @@ pub fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
     out
 }
 
-/// Writes the grid as Slurm job arrays: `tasks/NNNN.json` per task, one list per dependency
-/// stage (unpruned and scratch runs; pruning; fine-tuning and CLR), an array script and
-/// `submit.sh`, which chains the stages with `--dependency=afterok`.
+/// Prints what a reproduction did, once its report (`wrote`) is written, and turns failed
+/// tasks into an error.
+pub fn conclude(summary: Summary, started: Instant, wrote: &Path) -> Result<Summary> {
+    eprintln!("{}", summary.line(started.elapsed().as_secs_f64(), wrote));
+    Ok(summary.into_result()?)
+}
+
+/// Writes the grid as Slurm job arrays (experiments::slurm).
 fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
-    let tasks = dir.join("tasks");
-    std::fs::create_dir_all(&tasks)
-        .with_context(|| format!("cannot create {}", tasks.display()))?;
-    // A node's stage: one more than its deepest dependency.
-    let mut stage = vec![0usize; grid.nodes.len()];
-    for (i, n) in grid.nodes.iter().enumerate() {
-        stage[i] = n.deps.iter().map(|&d| stage[d] + 1).max().unwrap_or(0);
-    }
-    let stages = stage.iter().max().map_or(0, |m| m + 1);
-    let mut lists = vec![String::new(); stages];
-    for (i, n) in grid.nodes.iter().enumerate() {
-        let name = format!("{i:04}.json");
-        let json = serde_json::to_string_pretty(&n.task)?;
-        train::run::write_atomic(&tasks.join(&name), format!("{json}\n").as_bytes())?;
-        lists[stage[i]].push_str(&format!("tasks/{name}\n"));
-    }
-    for (k, list) in lists.iter().enumerate() {
-        train::run::write_atomic(&dir.join(format!("stage{k}.list")), list.as_bytes())?;
-    }
-    let script = "#!/usr/bin/env bash\n\
-        # One array task per line of $LIST: runs it into the runs directory named in its task file.\n\
-        #SBATCH --job-name=prunebench-table2\n\
-        #SBATCH --cpus-per-task=8\n\
-        #SBATCH --gres=gpu:1\n\
-        #SBATCH --output=logs/%x-%A_%a.out\n\
-        set -euo pipefail\n\
-        cd \"${SLURM_SUBMIT_DIR}\"\n\
-        TASK=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"${EMIT_DIR}/${LIST}\")\n\
-        exec ${XTASK:-cargo xtask} run-task --device {device} \"${EMIT_DIR}/${TASK}\"\n"
-        .replace("{device}", &args.grid.device.to_string());
-    train::run::write_atomic(&dir.join("table2.sbatch"), script.as_bytes())?;
-    let mut submit = format!(
-        "#!/usr/bin/env bash\n\
-         # Submit from the repository root (task files name paths relative to it): bash {}/submit.sh\n\
-         set -euo pipefail\n\
-         mkdir -p logs\n\
-         EMIT_DIR={}\n\
-         dep=()\n",
-        dir.display(),
-        dir.display()
-    );
-    for (k, list) in lists.iter().enumerate() {
-        let n = list.lines().count();
-        if n == 0 {
-            continue;
-        }
-        let _ = writeln!(
-            submit,
-            "jid=$(sbatch --parsable \"${{dep[@]}}\" --array=0-{} --export=ALL,EMIT_DIR=$EMIT_DIR,LIST=stage{k}.list $EMIT_DIR/table2.sbatch)\n\
-             dep=(--dependency=afterok:$jid)\necho \"stage {k}: job $jid ({n} tasks)\"",
-            n - 1
-        );
-    }
-    let _ = writeln!(
-        submit,
-        "echo \"when done: cargo xtask reproduce table2 --profile {} --runs-dir {} (trains nothing, writes the table)\"",
-        format!("{:?}", args.profile).to_lowercase(),
-        runs_dir(args).display()
-    );
-    train::run::write_atomic(&dir.join("submit.sh"), submit.as_bytes())?;
+    let opts = experiments::slurm::SlurmOptions {
+        job_name: "prunebench-table2".into(),
+        device: args.grid.device,
+        cpus: args.slurm_cpus,
+        report_command: format!(
+            "cargo xtask reproduce table2 --profile {} --runs-dir {}",
+            format!("{:?}", args.profile).to_lowercase(),
+            runs_dir(args).display()
+        ),
+    };
+    let emitted = experiments::slurm::emit(grid, dir, &opts)?;
     println!(
-        "wrote {} task files in {} stage(s) to {}; submit with: bash {}/submit.sh",
-        grid.nodes.len(),
-        stages,
+        "wrote {} task files in {} stage(s) to {}; submit with: bash {}",
+        emitted.tasks,
+        emitted.stages,
         dir.display(),
-        dir.display()
+        emitted.submit.display()
     );
     Ok(())
 }
@@ -294,7 +253,8 @@ pub fn run_task_file(file: &Path, device: DeviceSpec) -> Result<()> {
     let device = crate::open_device(device)?;
     let task: Task = train::run::read_json(file)?;
     let label = file.display().to_string();
-    let worked = run_task(&task, &label, &device)?;
+    let worked =
+        run_task(&task, &label, &device).map_err(|e| anyhow::anyhow!(experiments::one_line(&e)))?;
     if !worked {
         eprintln!("{label}: complete already");
     }

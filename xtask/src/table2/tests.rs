@@ -11,6 +11,7 @@ fn args(tmp: &Path) -> Args {
         datasets: None,
         archs: "resnet56-B".into(),
         emit: None,
+        slurm_cpus: 8,
         grid: GridArgs {
             data_dir: Some(tmp.join("data")),
             seeds: Some(1),
@@ -83,6 +84,26 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
         std::fs::read_to_string(a.grid.results_dir.join("table2.md")).unwrap(),
         md,
         "the same table"
+    );
+
+    // Runs are named by content, not by where their checkpoints lie: a moved (or committed and
+    // cloned) runs directory trains nothing and gives the same table.
+    let moved = tmp.path().join("moved").join("runs");
+    std::fs::create_dir(tmp.path().join("moved")).unwrap();
+    std::fs::rename(a.grid.runs_dir.as_deref().unwrap(), &moved).unwrap();
+    let mut b = a.clone();
+    b.grid.runs_dir = Some(moved.clone());
+    let after_move = run(&b).unwrap().unwrap();
+    assert_eq!(
+        (after_move.trained, after_move.pruned),
+        (0, 0),
+        "{after_move:?}"
+    );
+    assert_eq!(result_mtimes(&moved), before);
+    assert_eq!(
+        std::fs::read_to_string(b.grid.results_dir.join("table2.md")).unwrap(),
+        md,
+        "the same table from the moved runs"
     );
 }
 
@@ -171,7 +192,18 @@ fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
         sbatch.contains(" run-task --device cuda:0 \"${EMIT_DIR}/${TASK}\""),
         "{sbatch}"
     );
+    assert!(sbatch.contains("#SBATCH --gres=gpu:1\n"), "{sbatch}");
+    assert!(sbatch.contains("#SBATCH --cpus-per-task=8\n"), "{sbatch}");
     assert!(!tmp.path().join("runs").exists(), "emitting trains nothing");
+
+    // A CPU grid asks for no GPU, and for the cores it is given.
+    a.grid.device = train::device::DeviceSpec::Cpu;
+    a.slurm_cpus = 2;
+    assert!(run(&a).unwrap().is_none());
+    let sbatch = std::fs::read_to_string(dir.join("table2.sbatch")).unwrap();
+    assert!(!sbatch.contains("--gres"), "{sbatch}");
+    assert!(sbatch.contains("#SBATCH --cpus-per-task=2\n"), "{sbatch}");
+    assert!(sbatch.contains(" run-task --device cpu "), "{sbatch}");
 }
 
 #[test]
@@ -192,7 +224,8 @@ fn shortened_profiles_drop_the_rate_at_the_papers_fractions() {
     assert!(r[4..6].iter().all(|&x| (x - 0.01).abs() < 1e-12), "{r:?}");
     assert!(r[6..].iter().all(|&x| (x - 0.001).abs() < 1e-12), "{r:?}");
     // FT retrains at the rate the original training ended with.
-    let ft = grid::retrain_spec(&base, &base.model, Path::new("p"), "ft", 2).unwrap();
+    let start = grid::pruned_start(&base, &base.model, Path::new("p"), None);
+    let ft = experiments::spec::retrain(&base, &start, "ft", 2).unwrap();
     assert!(matches!(ft.schedule, Schedule::Ft { lr } if (lr - 0.001).abs() < 1e-12));
     // The paper profile keeps the preset as written.
     let paper = grid::Profile::new(ProfileName::Paper);

@@ -6,16 +6,14 @@
 //! pruned earlier have magnitude 0 and stay pruned. A finished round is never redone, so a
 //! killed iteration picks up where it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
-use serde::{Deserialize, Serialize};
-use train::engine::{RunResult, TrainOptions, train};
-use train::prune::{PruneHow, PruneMethod, prune_checkpoint};
-use train::run::{read_json, write_json};
+use experiments::iterate::Iterate;
+use prune_core::WeightSaliency;
+use train::engine::TrainOptions;
 
-use crate::cmd::retrain::{Settings, retrain_spec};
+use crate::cmd::retrain::Settings;
 use crate::cmd::train::Progress;
 use crate::output::{print_json, print_line};
 
@@ -46,84 +44,44 @@ pub struct Args {
     format: crate::cmd::Format,
 }
 
-/// One line of `rounds.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Round {
-    round: u32,
-    /// The sparsity this round prunes to.
-    target: f64,
-    /// The conv-weight sparsity reached.
-    sparsity: f64,
-    params_after: u64,
-    pruned: PathBuf,
-    run: PathBuf,
-    best_val_acc: f64,
-    test_acc: f64,
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let method = match args.method.as_str() {
-        "mwp" => PruneMethod::Mwp,
-        "random-weight" => PruneMethod::RandomWeight,
+    let saliency = match args.method.as_str() {
+        "mwp" => WeightSaliency::Magnitude,
+        "random-weight" => WeightSaliency::Random {
+            seed: args.score_seed,
+        },
         other => bail!(
-            "iterate prunes weights: --method mwp or random-weight, not '{other}' (structured methods have fixed versions; run prune and retrain instead)"
+            "iterate prunes weights: --method mwp or random-weight, not '{other}' (for filters, run prune and retrain)"
         ),
     };
-    if !(args.target > 0.0 && args.target < 1.0) {
-        bail!("--target must be in (0, 1), got {}", args.target);
-    }
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
+    let job = Iterate {
+        saliency,
+        target: args.target,
+        rounds: args.rounds,
+        retrain: args.settings.lib()?,
+    };
+    job.check()?;
     // Opened once for every round. Pruning itself only reads weights, on the CPU.
     let device = args.settings.device.open()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let record = args.out.join("rounds.json");
-    let mut rounds: Vec<Round> = if record.is_file() {
-        read_json(&record)?
-    } else {
-        Vec::new()
-    };
     let start = crate::cmd::checkpoint(&args.checkpoint)?.0;
-    let mut source = rounds
-        .last()
-        .map_or_else(|| start.clone(), |r| r.run.clone());
-    for k in rounds.len() as u32 + 1..=args.rounds {
-        let target = 1.0 - (1.0 - args.target).powf(f64::from(k) / f64::from(args.rounds));
-        let dir = args.out.join(format!("round-{k}"));
-        let (pruned, run) = (dir.join("pruned"), dir.join("run"));
-        let how = PruneHow::Method {
-            method,
-            version: None,
-            sparsity: Some(target),
-            seed: args.score_seed,
-        };
-        let (outcome, _) = prune_checkpoint(&source, how, &pruned)
-            .with_context(|| format!("round {k}: pruning {}", source.display()))?;
-        let result = retrain(&pruned, &run, &args.settings, &device)
-            .with_context(|| format!("round {k}"))?;
-        let round = Round {
-            round: k,
-            target,
-            sparsity: outcome.sparsity,
-            params_after: outcome.params_after,
-            pruned,
-            run: run.clone(),
-            best_val_acc: result.best_val_acc,
-            test_acc: result.test_acc,
-        };
+    let opts = TrainOptions {
+        device: Some(device),
+        ..Default::default()
+    };
+    let mut progress = Progress::new();
+    let rounds = job.run(&start, &args.out, &opts, &mut progress, &mut |r| {
         eprintln!(
-            "round {k}/{}: sparsity {:.2}% (target {:.2}%), test accuracy {:.2}%",
+            "round {}/{}: sparsity {:.2}% (target {:.2}%), test accuracy {:.2}%",
+            r.round,
             args.rounds,
-            100.0 * round.sparsity,
-            100.0 * target,
-            100.0 * round.test_acc
+            100.0 * r.sparsity,
+            100.0 * r.target,
+            100.0 * r.test_acc
         );
-        rounds.push(round);
-        write_json(&record, &rounds)?;
-        source = run;
-    }
+    });
+    progress.finish();
+    let rounds = rounds?;
+    let record = args.out.join(experiments::iterate::ROUNDS_FILE);
     match args.format {
         crate::cmd::Format::Json => print_json(&rounds),
         crate::cmd::Format::Text => {
@@ -137,17 +95,4 @@ pub fn run(args: Args) -> Result<()> {
             ))
         }
     }
-}
-
-fn retrain(pruned: &Path, run: &Path, settings: &Settings, device: &Device) -> Result<RunResult> {
-    let spec = retrain_spec(pruned, settings)?;
-    let opts = TrainOptions {
-        resume: true,
-        device: Some(device.clone()),
-        ..Default::default()
-    };
-    let mut progress = Progress::new();
-    let result = train(&spec, run, &opts, &mut progress);
-    progress.finish();
-    Ok(result?)
 }

@@ -101,31 +101,15 @@ pub fn checkpoint(arg: &Path) -> Result<(PathBuf, PathBuf)> {
 /// Writes the command line that made `dir` into `dir/command.txt` (read by the model card), unless
 /// an earlier command (one that started a resumed run) wrote it.
 pub fn record_command(dir: &Path) -> Result<()> {
-    let path = dir.join(::hub::card::COMMAND_FILE);
-    if path.exists() {
-        return Ok(());
-    }
     let words: Vec<String> = std::env::args_os()
         .enumerate()
         .map(|(i, a)| {
-            let a = a.to_string_lossy().into_owned();
             if i == 0 {
                 "prunebench".to_string()
             } else {
-                shell_quote(&a)
+                a.to_string_lossy().into_owned()
             }
         })
         .collect();
-    crate::output::write_atomic(&path, format!("{}\n", words.join(" ")).as_bytes())
-}
-
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    Ok(experiments::provenance::record_command(dir, &words)?)
 }

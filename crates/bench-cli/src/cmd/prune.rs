@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::ValueEnum;
+use experiments::prune::{FilterAmount, PruneRequest, Pruning, prune_model};
 use models::{Model, ModelConfig};
-use prune_core::{PfecVersion, PruningPlan};
+use prune_core::{FilterSaliency, PfecVersion, PruningPlan, WeightSaliency};
 use serde::Serialize;
-use train::prune::{PruneHow, PruneMethod, PruneRequest, prune_model};
 
 use crate::cmd::Format;
 use crate::output::{print_json, print_line};
@@ -20,8 +20,10 @@ use crate::output::{print_json, print_line};
     prunebench prune --checkpoint runs/vgg16 --method pfec --out pruned/\n  \
     prunebench prune --arch resnet56 --method mwp --sparsity 0.9 --out sparse/\n  \
     prunebench prune --arch resnet110 --method random-filter --version B --seed 1 --out rand/\n  \
+    prunebench prune --checkpoint runs/r20 --method pfec --ratio 0.5 --out half/\n  \
     prunebench prune --checkpoint runs/r56 --plan pruned/plan.json --out pruned/\n\n\
-    PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version)."
+    PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version).\n\
+    Any architecture: --ratio R removes int-rounded R of every layer's filters (keep = int(n (1 - R)))."
 )]
 pub struct Args {
     /// A checkpoint directory (or .safetensors file) to prune, or hf://owner/name[@revision].
@@ -51,12 +53,21 @@ pub struct Args {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["method", "version", "sparsity", "seed"]
+        conflicts_with_all = ["method", "version", "ratio", "sparsity", "seed"]
     )]
     plan: Option<PathBuf>,
     /// The PFEC version (A or B; ResNet-56/110 only) for pfec and random-filter.
     #[arg(long, value_name = "V")]
     version: Option<String>,
+    /// For pfec and random-filter, instead of a version: the fraction of every channel group's
+    /// filters to remove, in [0, 1), by PFEC's rule (keep = int(n (1 - R))). Any architecture.
+    #[arg(
+        long,
+        value_name = "R",
+        conflicts_with = "version",
+        allow_negative_numbers = true
+    )]
+    ratio: Option<f64>,
     /// The fraction of conv weights to remove, in [0, 1), for mwp and random-weight.
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     sparsity: Option<f64>,
@@ -87,21 +98,48 @@ enum Method {
 }
 
 impl Method {
-    fn lib(self) -> PruneMethod {
-        match self {
-            Self::Pfec => PruneMethod::Pfec,
-            Self::RandomFilter => PruneMethod::RandomFilter,
-            Self::Mwp => PruneMethod::Mwp,
-            Self::RandomWeight => PruneMethod::RandomWeight,
-        }
+    fn structured(self) -> bool {
+        matches!(self, Self::Pfec | Self::RandomFilter)
     }
 
     fn name(self) -> &'static str {
-        self.lib().name()
+        match self {
+            Self::Pfec => "pfec",
+            Self::RandomFilter => "random-filter",
+            Self::Mwp => "mwp",
+            Self::RandomWeight => "random-weight",
+        }
     }
 
-    fn structured(self) -> bool {
-        self.lib().structured()
+    /// The library's request for this method and the flags.
+    fn request(self, args: &Args, version: Option<PfecVersion>) -> Result<Pruning> {
+        let seed = args.seed.unwrap_or(1);
+        Ok(match self {
+            Self::Pfec | Self::RandomFilter => Pruning::Filters {
+                saliency: if self == Self::Pfec {
+                    FilterSaliency::L1
+                } else {
+                    FilterSaliency::Random { seed }
+                },
+                amount: match args.ratio {
+                    Some(r) => FilterAmount::Ratio(r),
+                    None => FilterAmount::Version(version),
+                },
+            },
+            Self::Mwp | Self::RandomWeight => {
+                let Some(sparsity) = args.sparsity else {
+                    bail!("{} needs --sparsity P (a fraction in [0, 1))", self.name());
+                };
+                Pruning::Weights {
+                    saliency: if self == Self::Mwp {
+                        WeightSaliency::Magnitude
+                    } else {
+                        WeightSaliency::Random { seed }
+                    },
+                    sparsity,
+                }
+            }
+        })
     }
 }
 
@@ -155,25 +193,13 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => bail!("give --checkpoint DIR or --arch ARCH"),
     };
     let how = match (&args.plan, args.method) {
-        (Some(file), _) => PruneHow::Plan(read_plan(file)?),
-        (None, Some(method)) => {
-            if !method.structured() && args.sparsity.is_none() {
-                bail!(
-                    "{} needs --sparsity P (a fraction in [0, 1))",
-                    method.name()
-                );
-            }
-            PruneHow::Method {
-                method: method.lib(),
-                version,
-                sparsity: args.sparsity,
-                seed: args.seed.unwrap_or(1),
-            }
-        }
+        (Some(file), _) => Pruning::Plan(read_plan(file)?),
+        (None, Some(method)) => method.request(&args, version)?,
         (None, None) => bail!("give --method or --plan FILE"),
     };
+    how.check()?;
     let request = PruneRequest {
-        how,
+        how: &how,
         out: &args.out,
         // Where the weights came from, with the run's spec: retraining reads the dataset and
         // the original schedule (for LRW and FT) from it.
@@ -212,9 +238,9 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
             method.name()
         );
     }
-    if !method.structured() && args.version.is_some() {
+    if !method.structured() && (args.version.is_some() || args.ratio.is_some()) {
         bail!(
-            "--version applies to pfec and random-filter, not {}",
+            "--version and --ratio apply to pfec and random-filter, not {}",
             method.name()
         );
     }

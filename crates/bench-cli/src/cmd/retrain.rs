@@ -3,14 +3,11 @@
 //! The dataset, split, seed and SGD settings default to those of the run the checkpoint was
 //! pruned from (its `origin.json`); `lrw` and `ft` derive from that run's original schedule.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use datasets::DatasetKind;
-use train::engine::load_model;
-use train::recipe::retraining_schedule;
-use train::run::read_origin;
-use train::{ExperimentSpec, Init};
+use anyhow::{Context, Result};
+use experiments::spec::{RetrainSettings, retrain_checkpoint};
+use train::ExperimentSpec;
 
 use crate::cmd::train::execute;
 
@@ -69,43 +66,23 @@ pub fn run(args: Args) -> Result<()> {
     execute(&spec, args.out, args.resume, &device, args.format)
 }
 
+impl Settings {
+    /// The library's settings: the same struct `iterate` and the grids use.
+    pub fn lib(&self) -> Result<RetrainSettings> {
+        Ok(RetrainSettings {
+            schedule: self.schedule.clone(),
+            epochs: self.epochs,
+            dataset: self.dataset.as_deref().map(str::parse).transpose()?,
+            data_dir: self.data_dir.clone(),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            limit_train: self.limit_train,
+        })
+    }
+}
+
 /// The spec that retrains `checkpoint` as `s` says, the rest taken from its origin run.
-pub fn retrain_spec(checkpoint: &Path, s: &Settings) -> Result<ExperimentSpec> {
-    // Only its config and origin are read here: training loads it onto --device.
-    let (model, dir) = load_model(checkpoint, &candle_core::Device::Cpu)
-        .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
-    let origin = read_origin(&dir)?.and_then(|o| o.spec);
-    let dataset: DatasetKind = match (&s.dataset, &origin) {
-        (Some(name), _) => name.parse()?,
-        (None, Some(spec)) => spec.dataset,
-        (None, None) => bail!(
-            "{} has no origin.json naming its dataset: pass --dataset",
-            dir.display()
-        ),
-    };
-    let mut spec = match &origin {
-        Some(o) if o.dataset == dataset => o.clone(),
-        _ => ExperimentSpec::paper(dataset, model.config().clone()),
-    };
-    spec.schedule = retraining_schedule(&s.schedule, origin.as_ref())
-        .with_context(|| format!("schedule '{}'", s.schedule))?;
-    spec.model = model.config().clone();
-    spec.init = Init::Checkpoint {
-        path: checkpoint.to_path_buf(),
-    };
-    spec.epochs = s.epochs;
-    if s.data_dir.is_some() {
-        spec.data_dir = s.data_dir.clone();
-    }
-    if let Some(seed) = s.seed {
-        spec.seed = u64::from(seed);
-        spec.split_seed = seed;
-    }
-    if let Some(b) = s.batch_size {
-        spec.batch_size = b;
-    }
-    if s.limit_train.is_some() {
-        spec.limit_train = s.limit_train;
-    }
-    Ok(spec)
+pub fn retrain_spec(checkpoint: &std::path::Path, s: &Settings) -> Result<ExperimentSpec> {
+    retrain_checkpoint(checkpoint, &s.lib()?)
+        .with_context(|| format!("checkpoint {}", checkpoint.display()))
 }

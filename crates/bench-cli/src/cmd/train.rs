@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
+use experiments::recipe;
 use indicatif::{ProgressBar, ProgressStyle};
 use models::ModelConfig;
 use schedules::Schedule;
 use train::engine::{EpochMetrics, Observer, RunResult, TrainOptions, train};
-use train::recipe;
 use train::sgd::SgdConfig;
 use train::{ExperimentSpec, Init};
 
@@ -108,7 +108,10 @@ pub fn run(args: Args) -> Result<()> {
             let (m, dir) = train::engine::load_model(&from, &candle_core::Device::Cpu)
                 .with_context(|| format!("checkpoint {}", from.display()))?;
             tracing::info!(dir = %dir.display(), "starting from checkpoint");
-            (m.config().clone(), Init::Checkpoint { path: from })
+            // Named by content, so the run's hash does not depend on the path given.
+            let id = experiments::provenance::checkpoint_id(&from)
+                .with_context(|| format!("checkpoint {}", from.display()))?;
+            (m.config().clone(), Init::checkpoint(from, id))
         }
         (Some(arch), _, None) => (
             ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)?,

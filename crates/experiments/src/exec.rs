@@ -3,12 +3,12 @@
 
 use std::sync::{Condvar, Mutex};
 
-use anyhow::{Context, Result, anyhow};
 use candle_core::Device;
 use train::engine::{EpochMetrics, Observer, TrainOptions, train};
-use train::prune::{PruneHow, PruneMethod, prune_checkpoint};
 
-use super::grid::{Grid, Node, Task, run_dir};
+use crate::grid::{Grid, Node, Task, run_dir};
+use crate::prune::{Pruning, prune_checkpoint};
+use crate::{Error, Result, one_line};
 
 /// What a call to [`execute`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,30 +23,31 @@ pub struct Summary {
     pub failed: Vec<String>,
 }
 
-/// Prints what a reproduction did, once its report (`wrote`) is written, and turns failed
-/// tasks into an error: finished runs count in the report either way, and a rerun retries the rest.
-pub fn conclude(
-    summary: Summary,
-    started: std::time::Instant,
-    wrote: &std::path::Path,
-) -> Result<Summary> {
-    eprintln!(
-        "{} runs trained, {} pruned, {} complete already, {} failed, in {:.0}s; wrote {}",
-        summary.trained,
-        summary.pruned,
-        summary.skipped,
-        summary.failed.len(),
-        started.elapsed().as_secs_f64(),
-        wrote.display()
-    );
-    if !summary.failed.is_empty() {
-        anyhow::bail!(
-            "{} task(s) failed; rerun to retry them:\n{}",
-            summary.failed.len(),
-            summary.failed.join("\n")
-        );
+impl Summary {
+    /// The line a reproduction prints at its end, once its report (`wrote`) is written.
+    pub fn line(&self, seconds: f64, wrote: &std::path::Path) -> String {
+        format!(
+            "{} runs trained, {} pruned, {} complete already, {} failed, in {seconds:.0}s; wrote {}",
+            self.trained,
+            self.pruned,
+            self.skipped,
+            self.failed.len(),
+            wrote.display()
+        )
     }
-    Ok(summary)
+
+    /// The failed tasks as an error (finished runs count in the report either way, and a rerun
+    /// retries the rest), or the summary.
+    pub fn into_result(self) -> Result<Self> {
+        if self.failed.is_empty() {
+            return Ok(self);
+        }
+        Err(Error::Config(format!(
+            "{} task(s) failed; rerun to retry them:\n{}",
+            self.failed.len(),
+            self.failed.join("\n")
+        )))
+    }
 }
 
 /// Runs one task (as `cargo xtask run-task` does on a cluster), training on `device`; pruning
@@ -65,7 +66,7 @@ pub fn run_task(task: &Task, label: &str, device: &Device) -> Result<bool> {
             };
             let mut log = EpochLog { label };
             let result = train(spec, &dir, &opts, &mut log)
-                .with_context(|| format!("{label}: run {}", dir.display()))?;
+                .map_err(|e| Error::from(e).context(format!("{label}: run {}", dir.display())))?;
             eprintln!(
                 "{label}: test {:.2}% (best val epoch {}) in {}",
                 100.0 * result.test_acc,
@@ -75,18 +76,12 @@ pub fn run_task(task: &Task, label: &str, device: &Device) -> Result<bool> {
             Ok(true)
         }
         Task::Prune { from, version, out } => {
-            if out.join(train::run::ORIGIN_FILE).is_file() {
+            if out.join(crate::provenance::ORIGIN_FILE).is_file() {
                 return Ok(false);
             }
-            let how = PruneHow::Method {
-                method: PruneMethod::Pfec,
-                version: *version,
-                sparsity: None,
-                seed: 1,
-            };
             // origin.json is written last, so a pruning killed half-way is simply redone.
-            let (outcome, _) = prune_checkpoint(from, how, out)
-                .with_context(|| format!("{label}: pruning {}", from.display()))?;
+            let outcome = prune_checkpoint(from, &Pruning::pfec(*version), out)
+                .map_err(|e| e.context(format!("{label}: pruning {}", from.display())))?;
             eprintln!(
                 "{label}: {} -> {} ({} params, {:.1}% fewer FLOPs)",
                 outcome.config_before.name(),
@@ -193,7 +188,7 @@ pub fn execute(grid: &Grid, jobs: usize, device: &Device) -> Summary {
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_task(&node.task, &label, device)
                     }))
-                    .unwrap_or_else(|_| Err(anyhow!("{label}: panicked")));
+                    .unwrap_or_else(|_| Err(Error::Config(format!("{label}: panicked"))));
                     let mut guard = states.lock().unwrap_or_else(|p| p.into_inner());
                     let (s, summary) = &mut *guard;
                     match outcome {
@@ -206,9 +201,10 @@ pub fn execute(grid: &Grid, jobs: usize, device: &Device) -> Summary {
                             }
                         }
                         Err(e) => {
-                            eprintln!("{e:#}");
+                            let line = one_line(&e);
+                            eprintln!("{line}");
                             s[i] = State::Failed;
-                            summary.failed.push(format!("{e:#}"));
+                            summary.failed.push(line);
                         }
                     }
                     drop(guard);

@@ -1,29 +1,38 @@
-//! Table 2's grid as a dependency graph of tasks: per (dataset, arch, seed) one unpruned run,
-//! pruned once per PFEC version, feeding fine-tuning and CLR; Scratch-E/B train the pruned
-//! architecture from scratch and depend on nothing. Every run is keyed by its spec's hash.
+//! A reproduction as a dependency graph of tasks, and Table 2's: per (dataset, arch, seed) one
+//! unpruned run, pruned once per PFEC version, feeding fine-tuning and CLR; Scratch-E/B train
+//! the pruned architecture from scratch and depend on nothing. Every run is keyed by its spec's
+//! hash, and every spec is built by [`crate::spec`], as `prunebench` builds it.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use datasets::DatasetKind;
 use models::ModelConfig;
 use prune_core::PfecVersion;
 use serde::{Deserialize, Serialize};
-use train::ExperimentSpec;
-use train::recipe::{self, ScratchBudget};
+
+use crate::prune::Pruning;
+use crate::recipe::{self, ScratchBudget};
+use crate::spec::{self, Start};
+use crate::{CheckpointId, Error, ExperimentSpec, Result};
 
 /// A column of Table 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Column {
+    /// The unpruned model.
     Unpruned,
+    /// Fine-tuning the pruned model (FT).
     Finetune,
+    /// Scratch-E: the pruned architecture from scratch, as many epochs.
     ScratchE,
+    /// Scratch-B: the pruned architecture from scratch, as much computation.
     ScratchB,
+    /// Retraining with CLR (cosine warm-up).
     Clr,
 }
 
 impl Column {
+    /// Every column, in the paper's order.
     pub const ALL: [Column; 5] = [
         Column::Unpruned,
         Column::Finetune,
@@ -58,7 +67,9 @@ impl Column {
 /// A row's model: an architecture and its PFEC version (none for VGG-16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
+    /// The architecture (`vgg16`, `resnet56`, `resnet110`).
     pub arch: &'static str,
+    /// The PFEC version (none for VGG-16).
     pub version: Option<PfecVersion>,
 }
 
@@ -111,9 +122,9 @@ impl Variant {
                 })
                 .collect();
             if matched.is_empty() {
-                bail!(
+                return Err(Error::Config(format!(
                     "unknown arch `{item}`: Table 2 has vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B"
-                );
+                )));
             }
             for v in matched {
                 if !out.contains(&v) {
@@ -122,14 +133,15 @@ impl Variant {
             }
         }
         if out.is_empty() {
-            bail!("--archs names no architecture");
+            return Err(Error::Config("--archs names no architecture".into()));
         }
         Ok(out)
     }
 }
 
 /// A reproduction profile: the data and the budgets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ProfileName {
     /// The paper's budgets on CIFAR-10/100: 160 + 40 epochs, Scratch-E 200, 5 seeds, batch 64.
     Paper,
@@ -142,22 +154,32 @@ pub enum ProfileName {
 /// The budgets and data of a profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
+    /// Which profile.
     pub name: ProfileName,
+    /// The datasets it covers.
     pub datasets: Vec<DatasetKind>,
+    /// The dataset folder (None: each dataset's default).
     pub data_dir: Option<PathBuf>,
     /// Training images before the 90/10 split (for the cost estimate only).
     pub train_images: usize,
+    /// Epochs of the original training (160 in the paper).
     pub original_epochs: u32,
+    /// Epochs of each retraining (40 in the paper).
     pub retrain_epochs: u32,
     /// Scratch-E's epochs (original + retraining, 200 in the paper); Scratch-B scales it.
     pub scratch_epochs: u32,
+    /// Seeds 1..=seeds.
     pub seeds: u32,
+    /// Training batch size.
     pub batch_size: usize,
+    /// Train on only the first N images of the training split.
     pub limit_train: Option<usize>,
+    /// Evaluate on only the first N validation and test images.
     pub limit_eval: Option<usize>,
 }
 
 impl Profile {
+    /// The profile's budgets and data.
     pub fn new(name: ProfileName) -> Self {
         match name {
             ProfileName::Paper => Self {
@@ -222,13 +244,18 @@ impl Profile {
 pub enum Task {
     /// Train a spec into `runs_dir/<hash>`.
     Train {
+        /// The runs directory (the run is `runs_dir/<spec hash>`).
         runs_dir: PathBuf,
+        /// The spec.
         spec: Box<ExperimentSpec>,
     },
     /// PFEC-prune the best-val model of the run `from` into `out`.
     Prune {
+        /// The run whose best-val model is pruned.
         from: PathBuf,
+        /// The PFEC version.
         version: Option<PfecVersion>,
+        /// The pruned checkpoint's directory.
         out: PathBuf,
     },
 }
@@ -236,10 +263,13 @@ pub enum Task {
 /// A task in the graph, with what the report needs to place it.
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// What to do.
     pub task: Task,
     /// Indices of the nodes that must finish first.
     pub deps: Vec<usize>,
+    /// The dataset (for the report).
     pub dataset: DatasetKind,
+    /// The architecture (for the report).
     pub arch: &'static str,
     /// The version (pruning, and the runs after it); none for unpruned runs and VGG-16.
     pub version: Option<PfecVersion>,
@@ -247,6 +277,7 @@ pub struct Node {
     pub column: Option<Column>,
     /// Figure 2's retraining: the schedule (`ft`, `lrw`, `slr`, `clr`) and its budget in epochs.
     pub curve: Option<(&'static str, u32)>,
+    /// The seed (for the report).
     pub seed: u32,
 }
 
@@ -300,7 +331,7 @@ impl Node {
     pub fn is_done(&self) -> bool {
         match &self.task {
             Task::Train { runs_dir, spec } => run_dir(runs_dir, spec).join("result.json").is_file(),
-            Task::Prune { out, .. } => out.join(train::run::ORIGIN_FILE).is_file(),
+            Task::Prune { out, .. } => out.join(crate::provenance::ORIGIN_FILE).is_file(),
         }
     }
 
@@ -334,16 +365,22 @@ pub fn run_dir(runs_dir: &Path, spec: &ExperimentSpec) -> PathBuf {
 /// A cell of the table: the run of (row, column, seed).
 #[derive(Debug, Clone)]
 pub struct Cell {
+    /// The dataset.
     pub dataset: DatasetKind,
+    /// The row's model.
     pub variant: Variant,
+    /// The column.
     pub column: Column,
+    /// The node whose run fills the cell.
     pub node: usize,
 }
 
 /// The expanded grid.
 #[derive(Debug, Clone, Default)]
 pub struct Grid {
+    /// The tasks, in dependency order.
     pub nodes: Vec<Node>,
+    /// The table's cells.
     pub cells: Vec<Cell>,
     /// The training node of each spec hash.
     trains: std::collections::HashMap<String, usize>,
@@ -378,8 +415,7 @@ pub fn base_spec(
     seed: u32,
 ) -> Result<ExperimentSpec> {
     let shape = dataset.shape();
-    let full = ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)
-        .with_context(|| format!("model {arch}"))?;
+    let full = ModelConfig::from_name(arch, dataset.num_classes(), shape.channels)?;
     let mut base = ExperimentSpec::paper(dataset, full);
     base.data_dir.clone_from(&profile.data_dir);
     base.init = train::Init::Fresh {
@@ -407,34 +443,37 @@ pub fn pruned_dir(runs_dir: &Path, base: &ExperimentSpec, version: Option<PfecVe
     })
 }
 
-/// The retraining of a pruned checkpoint with the schedule `text` names (`ft`, `lrw`, `slr`,
-/// `clr`) for `epochs`: what `prunebench retrain` builds from the pruned checkpoint's origin
-/// (the unpruned run's spec), so both give the same hash.
-pub fn retrain_spec(
+/// What the PFEC-pruned best model of the run `base` is, before it exists: the grid names it
+/// as `prunebench retrain` names the checkpoint once made (from its `origin.json`), so the two
+/// give the same spec hash.
+pub fn pruned_start(
     base: &ExperimentSpec,
     pruned_config: &ModelConfig,
     pruned_dir: &Path,
-    text: &str,
-    epochs: u32,
-) -> Result<ExperimentSpec> {
-    let mut spec = base.clone();
-    spec.schedule = recipe::retraining_schedule(text, Some(base))?;
-    spec.model = pruned_config.clone();
-    spec.init = train::Init::Checkpoint {
+    version: Option<PfecVersion>,
+) -> Start {
+    Start {
+        config: pruned_config.clone(),
         path: pruned_dir.to_path_buf(),
-    };
-    spec.epochs = epochs;
-    Ok(spec)
+        id: CheckpointId::Pruned {
+            origin: base.hash(),
+            pruning: Pruning::pfec(version).to_string(),
+        },
+        origin: Some(base.clone()),
+    }
 }
 
 /// The unpruned run and its PFEC pruning for one (dataset, variant, seed): the two nodes every
 /// retraining of that model depends on.
 pub struct Trunk {
+    /// The unpruned run's spec.
     pub base: ExperimentSpec,
+    /// The unpruned run's node.
     pub unpruned: usize,
+    /// The pruning node.
     pub prune: usize,
-    pub pruned_config: ModelConfig,
-    pub pruned_dir: PathBuf,
+    /// The pruned checkpoint the retraining runs start from.
+    pub pruned: Start,
 }
 
 impl Grid {
@@ -454,13 +493,14 @@ impl Grid {
             column: Some(Column::Unpruned),
             ..Node::train(runs_dir, base.clone(), vec![], dataset, variant, seed)
         });
-        let pruned_config = train::prune::pfec_config(&base.model, variant.version)
-            .with_context(|| format!("PFEC {}", variant.label()))?;
+        let pruned_config = crate::prune::pfec_config(&base.model, variant.version)
+            .map_err(|e| e.context(format!("PFEC {}", variant.label())))?;
         let pruned_dir = pruned_dir(runs_dir, &base, variant.version);
+        let pruned = pruned_start(&base, &pruned_config, &pruned_dir, variant.version);
         let prune = Task::Prune {
             from: run_dir(runs_dir, &base),
             version: variant.version,
-            out: pruned_dir.clone(),
+            out: pruned_dir,
         };
         self.nodes
             .push(Node::new(prune, vec![unpruned], dataset, variant, seed));
@@ -468,8 +508,7 @@ impl Grid {
             base,
             unpruned,
             prune: self.nodes.len() - 1,
-            pruned_config,
-            pruned_dir,
+            pruned,
         })
     }
 }
@@ -492,13 +531,8 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                 cell(&mut grid, Column::Unpruned, trunk.unpruned);
 
                 for (column, text) in [(Column::Finetune, "ft"), (Column::Clr, "clr")] {
-                    let spec = retrain_spec(
-                        &trunk.base,
-                        &trunk.pruned_config,
-                        &trunk.pruned_dir,
-                        text,
-                        profile.retrain_epochs,
-                    )?;
+                    let spec =
+                        spec::retrain(&trunk.base, &trunk.pruned, text, profile.retrain_epochs)?;
                     let node = grid.push_train(Node {
                         column: Some(column),
                         ..Node::train(runs_dir, spec, vec![trunk.prune], dataset, variant, seed)
@@ -509,12 +543,12 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                     (Column::ScratchE, ScratchBudget::E),
                     (Column::ScratchB, ScratchBudget::B),
                 ] {
-                    let (epochs, schedule) =
-                        recipe::scratch(&trunk.pruned_config, budget, profile.scratch_epochs)?;
-                    let mut spec = trunk.base.clone();
-                    spec.model = trunk.pruned_config.clone();
-                    spec.epochs = epochs;
-                    spec.schedule = schedule;
+                    let spec = spec::scratch(
+                        &trunk.base,
+                        &trunk.pruned.config,
+                        budget,
+                        profile.scratch_epochs,
+                    )?;
                     let node = grid.push_train(Node {
                         column: Some(column),
                         ..Node::train(runs_dir, spec, vec![], dataset, variant, seed)

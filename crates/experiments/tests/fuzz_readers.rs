@@ -1,14 +1,16 @@
 //! Property tests of the run-state readers on hostile bytes (issue 14): `state.json`,
 //! `spec.json`, `metrics.jsonl` lines, `result.json` and `origin.json`, truncated, with flipped
 //! bytes or random bytes, never panic, and a cut-short file is an error naming it. The libFuzzer
-//! target `run_files` (`cargo xtask fuzz`) searches the same space for longer.
+//! target `run_files` (`cargo xtask fuzz`) searches the same space for longer. Here rather than
+//! in `train` because `origin.json` is the experiments crate's.
 
 use datasets::DatasetKind;
+use experiments::provenance::{Origin, read_origin};
 use models::{ModelConfig, ResNetConfig};
 use proptest::prelude::*;
 use train::ExperimentSpec;
 use train::engine::{EpochMetrics, RunResult};
-use train::run::{Best, Origin, RunDir, RunState, read_json, read_origin, resolve_model_dir};
+use train::run::{Best, RunDir, RunState, read_json, resolve_model_dir};
 
 fn spec() -> ExperimentSpec {
     let model = ModelConfig::ResNet(ResNetConfig {
@@ -64,6 +66,10 @@ fn files() -> Vec<(&'static str, String)> {
     let origin = Origin {
         checkpoint: "runs/r8".into(),
         spec: Some(spec()),
+        id: Some(train::CheckpointId::Pruned {
+            origin: spec().hash(),
+            pruning: "pfec:B".into(),
+        }),
     };
     vec![
         ("state.json", serde_json::to_string_pretty(&state).unwrap()),
@@ -85,10 +91,11 @@ fn read(name: &str, bytes: &[u8]) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
-    let named = |e: train::Error| {
+    fn named_in<E: std::fmt::Display>(name: &str) -> impl Fn(E) + '_ {
         // Every failure names the file it could not read.
-        assert!(e.to_string().contains(name), "{e}");
-    };
+        move |e: E| assert!(e.to_string().contains(name), "{e}")
+    }
+    let named = named_in::<train::Error>(name);
     match name {
         "state.json" => {
             let run = RunDir::new(dir.path());
@@ -108,7 +115,7 @@ fn read(name: &str, bytes: &[u8]) -> bool {
         }),
         "result.json" => read_json::<RunResult>(&path).map_err(named).is_ok(),
         "origin.json" => read_origin(dir.path())
-            .map_err(named)
+            .map_err(named_in::<experiments::Error>(name))
             .ok()
             .flatten()
             .is_some(),

@@ -1,0 +1,193 @@
+//! Where a checkpoint came from and what it is.
+//!
+//! A pruned checkpoint directory holds `origin.json` (the checkpoint it was pruned from, that
+//! run's spec, and what the pruned checkpoint is by content) and `command.txt` (the command
+//! that made it, read by the hub's model card). [`checkpoint_id`] names any checkpoint by
+//! content, so a retraining's spec hash does not depend on the path it was given.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use train::run::{RunDir, read_json, resolve_model_dir, write_atomic, write_json};
+
+use crate::spec::Start;
+use crate::{CheckpointId, Error, ExperimentSpec, Result};
+
+/// The provenance file of a pruned checkpoint.
+pub const ORIGIN_FILE: &str = "origin.json";
+
+/// The command that made a checkpoint or run directory.
+pub const COMMAND_FILE: &str = "command.txt";
+
+/// What `origin.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The checkpoint the weights were pruned from, as given.
+    pub checkpoint: PathBuf,
+    /// The spec of the run that trained it, when it was a run directory (or itself pruned from
+    /// one).
+    pub spec: Option<ExperimentSpec>,
+    /// What the pruned checkpoint is by content, when its source was a run directory: that
+    /// run's hash and the pruning. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<CheckpointId>,
+}
+
+/// Records in `dir/origin.json` that `dir`'s weights come from `source` (a run directory, a
+/// model directory, or a pruned checkpoint with its own origin), pruned as `pruning` (its
+/// canonical text) says.
+pub fn write_origin(dir: &Path, source: &Path, pruning: &str) -> Result<()> {
+    let run = RunDir::new(source);
+    let (spec, id) = if run.spec().is_file() {
+        let spec: ExperimentSpec = read_json(&run.spec())?;
+        let id = CheckpointId::Pruned {
+            origin: spec.hash(),
+            pruning: pruning.to_string(),
+        };
+        (Some(spec), Some(id))
+    } else {
+        (read_origin(source)?.and_then(|o| o.spec), None)
+    };
+    let origin = Origin {
+        checkpoint: source.to_path_buf(),
+        spec,
+        id,
+    };
+    Ok(write_json(&dir.join(ORIGIN_FILE), &origin)?)
+}
+
+/// Reads `dir/origin.json`, if there is one.
+pub fn read_origin(dir: &Path) -> Result<Option<Origin>> {
+    let path = dir.join(ORIGIN_FILE);
+    if path.is_file() {
+        Ok(read_json(&path).map(Some)?)
+    } else {
+        Ok(None)
+    }
+}
+
+/// What the checkpoint at `path` is by content: a run directory is its spec hash; a pruned
+/// checkpoint with an `origin.json` naming it is what that says; anything else is the SHA-256 of
+/// its weights.
+pub fn checkpoint_id(path: &Path) -> Result<CheckpointId> {
+    let run = RunDir::new(path);
+    if run.spec().is_file() {
+        let spec: ExperimentSpec = read_json(&run.spec())?;
+        return Ok(CheckpointId::Run { spec: spec.hash() });
+    }
+    if path.is_dir()
+        && let Some(Origin { id: Some(id), .. }) = read_origin(path)?
+    {
+        return Ok(id);
+    }
+    let dir = resolve_model_dir(path)?;
+    let weights = if dir.is_dir() {
+        dir.join(models::checkpoint::WEIGHTS_FILE)
+    } else {
+        dir
+    };
+    Ok(CheckpointId::Weights {
+        sha256: sha256_file(&weights)?,
+    })
+}
+
+/// The checkpoint at `path` as a run starts from it: its model config, its content id and the
+/// spec of the run its weights come from (the run itself, or `origin.json`'s).
+pub fn start_of(path: &Path) -> Result<Start> {
+    let (model, _) = train::engine::load_model(path, &candle_core::Device::Cpu)?;
+    let run = RunDir::new(path);
+    let origin = if run.spec().is_file() {
+        Some(read_json(&run.spec())?)
+    } else if path.is_dir() {
+        read_origin(path)?.and_then(|o| o.spec)
+    } else {
+        None
+    };
+    Ok(Start {
+        config: model.config().clone(),
+        path: path.to_path_buf(),
+        id: checkpoint_id(path)?,
+        origin,
+    })
+}
+
+/// The SHA-256 of a file, in hex, read in pieces (weights can be large).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (mut file, _) = files::open(path, files::LARGE).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Writes `words` (a program and its arguments) into `dir/command.txt`, shell-quoted, unless an
+/// earlier command (one that started a resumed run) wrote it.
+pub fn record_command(dir: &Path, words: &[String]) -> Result<()> {
+    let path = dir.join(COMMAND_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+    Ok(write_atomic(
+        &path,
+        format!("{}\n", line.join(" ")).as_bytes(),
+    )?)
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_quoted_for_a_shell() {
+        let tmp = tempfile::tempdir().unwrap();
+        let words = ["prunebench", "train", "--out", "a b", "it's"].map(String::from);
+        record_command(tmp.path(), &words).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join(COMMAND_FILE)).unwrap();
+        assert_eq!(text, "prunebench train --out 'a b' 'it'\\''s'\n");
+        // A resumed run keeps the command that started it.
+        record_command(tmp.path(), &["other".to_string()]).unwrap();
+        let again = std::fs::read_to_string(tmp.path().join(COMMAND_FILE)).unwrap();
+        assert_eq!(again, text);
+    }
+
+    #[test]
+    fn a_plain_weights_file_is_named_by_its_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("w.safetensors");
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(
+            checkpoint_id(&f).unwrap(),
+            CheckpointId::Weights {
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()
+            }
+        );
+    }
+}
