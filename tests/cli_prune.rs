@@ -282,6 +282,50 @@ fn a_saved_plan_can_be_inspected_edited_and_applied() {
 }
 
 #[test]
+fn any_architecture_prunes_by_a_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["resnet20", "vgg16", "densenet40"] {
+        let out = dir.path().join(arch);
+        let v = json(&[
+            "prune",
+            "--arch",
+            arch,
+            "--method",
+            "pfec",
+            "--ratio",
+            "0.5",
+            "--out",
+            s(&out),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(v["version"], "ratio=0.5", "{v}");
+        let removed = pct(&v, "params_before", "params_after");
+        assert!(
+            removed > 20.0 && removed < 90.0,
+            "{arch}: {removed}% of the parameters"
+        );
+        let model = Model::load(&out, &Device::Cpu).unwrap();
+        assert_eq!(model.config().params(), v["params_after"].as_u64().unwrap());
+    }
+    // A ratio is not a version, and weights have a sparsity instead.
+    fails_on_one_line(
+        &[
+            "prune",
+            "--arch",
+            "resnet56",
+            "--method",
+            "mwp",
+            "--ratio",
+            "0.5",
+            "--out",
+            s(&dir.path().join("x")),
+        ],
+        "--ratio apply to pfec and random-filter",
+    );
+}
+
+#[test]
 fn impossible_requests_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
@@ -325,6 +369,13 @@ fn impossible_requests_fail_with_one_clear_line() {
             o,
         ],
         "resnet20",
+    );
+    // Without a version, the refusal says what exists and what works on any architecture.
+    fails_on_one_line(
+        &[
+            "prune", "--arch", "resnet20", "--method", "pfec", "--out", o,
+        ],
+        "exist for resnet56 and resnet110 only; any architecture can be pruned by a ratio",
     );
     for bad in ["1", "1.5", "-0.1"] {
         fails_on_one_line(

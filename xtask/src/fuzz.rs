@@ -359,14 +359,15 @@ pub fn seed_files(work: &Path) -> Result<Seeds> {
     let unstructured = prune_core::PruningPlan {
         method: "mwp".into(),
         version: None,
-        groups: Vec::new(),
-        tensors: vec![prune_core::TensorSparsity {
-            tensor: conv[0].clone(),
-            total: 144,
-            pruned: 72,
-            sparsity: 0.5,
-        }],
-        threshold: Some(0.01),
+        kind: prune_core::PlanKind::Unstructured {
+            tensors: vec![prune_core::TensorSparsity {
+                tensor: conv[0].clone(),
+                total: 144,
+                pruned: 72,
+                sparsity: 0.5,
+            }],
+            threshold: 0.01,
+        },
     };
     for (name, p) in [("pfec", &plan), ("mwp", &unstructured)] {
         seeds

@@ -89,10 +89,7 @@ impl Iterate {
         on_round: &mut dyn FnMut(&Round),
     ) -> Result<Vec<Round>> {
         self.check()?;
-        std::fs::create_dir_all(out).map_err(|source| Error::Io {
-            path: out.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(out).map_err(|source| Error::io(out.to_path_buf(), source))?;
         let record = out.join(ROUNDS_FILE);
         let mut rounds: Vec<Round> = if record.is_file() {
             read_json(&record)?

@@ -48,22 +48,6 @@ pub enum Error {
     /// An invalid request or setting.
     #[error("{0}")]
     Config(String),
-    /// A file could not be read or written.
-    #[error("{}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// A file that does not parse.
-    #[error("{}: {problem}", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
     /// Something failed in a step named by `context` (a round, a task).
     #[error("{context}")]
     In {
@@ -93,6 +77,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// A file that could not be read or written (train's error, so both crates say it alike).
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Train(train::Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// A file that could not be parsed or made.
+    pub fn corrupt(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Self::Train(train::Error::Corrupt {
+            path: path.into(),
+            problem: problem.into(),
+        })
+    }
+
     /// This error inside `context` (`round 2`, `prune resnet56-B seed 1`).
     pub fn context(self, context: impl Into<String>) -> Self {
         Self::In {

@@ -115,10 +115,7 @@ pub fn start_of(path: &Path) -> Result<Start> {
 
 /// The SHA-256 of a file, in hex, read in pieces (weights can be large).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::io(path.to_path_buf(), source);
     let (mut file, _) = files::open(path, files::LARGE).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

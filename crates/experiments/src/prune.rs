@@ -119,9 +119,11 @@ impl Pruning {
             } => unit("pruning ratio", *r),
             Self::Filters { .. } => Ok(()),
             Self::Weights { sparsity, .. } => unit("sparsity", *sparsity),
-            Self::Plan(plan) if plan.groups.is_empty() => Err(Error::Config(
-                "no channel groups to apply (an unstructured plan records counts only; rerun its method)"
-                    .into(),
+            Self::Plan(plan) if !plan.is_structured() => {
+                Err(prune_core::Error::NotStructured(plan.method.clone()).into())
+            }
+            Self::Plan(plan) if plan.groups().is_empty() => Err(Error::Config(
+                "the plan names no channel group to prune".into(),
             )),
             Self::Plan(_) => Ok(()),
         }
@@ -290,10 +292,7 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
             // smaller tensors, and a training loop would pick them up.
             let stale = req.out.join(MASKS_FILE);
             if stale.exists() {
-                fs::remove_file(&stale).map_err(|source| Error::Io {
-                    path: stale.clone(),
-                    source,
-                })?;
+                fs::remove_file(&stale).map_err(|source| Error::io(stale.clone(), source))?;
             }
             files.extend(["model.safetensors", "config.json"]);
         }
@@ -388,15 +387,10 @@ fn sparse_counts(config: &ModelConfig, weights: &HashMap<String, Tensor>) -> Res
 /// Creates `dir` if needed and writes `plan.json` into it: called only once the plan is made, so
 /// a refused request leaves no empty folder behind.
 fn write_plan(dir: &Path, plan: &PruningPlan) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(|source| Error::io(dir.to_path_buf(), source))?;
     let path = dir.join(PLAN_FILE);
-    let text = serde_json::to_string_pretty(plan).map_err(|e| Error::Corrupt {
-        path: path.clone(),
-        problem: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(plan)
+        .map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
     Ok(write_atomic(&path, format!("{text}\n").as_bytes())?)
 }
 
@@ -407,10 +401,8 @@ fn save_masks(dir: &Path, masks: &Masks) -> Result<()> {
     masks.save(&path)?;
     let config = dir.join(models::checkpoint::CONFIG_FILE);
     if let Ok(meta) = fs::metadata(&config) {
-        fs::set_permissions(&path, meta.permissions()).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        fs::set_permissions(&path, meta.permissions())
+            .map_err(|source| Error::io(path.clone(), source))?;
     }
     Ok(())
 }

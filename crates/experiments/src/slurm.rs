@@ -54,19 +54,14 @@ pub fn emit(grid: &Grid, dir: &Path, opts: &SlurmOptions) -> Result<Emitted> {
         return Err(Error::Config("a Slurm task needs at least 1 CPU".into()));
     }
     let tasks = dir.join("tasks");
-    std::fs::create_dir_all(&tasks).map_err(|source| Error::Io {
-        path: tasks.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&tasks).map_err(|source| Error::io(tasks.clone(), source))?;
     let stage = stages(grid);
     let count = stage.iter().max().map_or(0, |m| m + 1);
     let mut lists = vec![String::new(); count];
     for (i, n) in grid.nodes.iter().enumerate() {
         let name = format!("{i:04}.json");
-        let json = serde_json::to_string_pretty(&n.task).map_err(|e| Error::Corrupt {
-            path: tasks.join(&name),
-            problem: e.to_string(),
-        })?;
+        let json = serde_json::to_string_pretty(&n.task)
+            .map_err(|e| Error::corrupt(tasks.join(&name), e.to_string()))?;
         write_atomic(&tasks.join(&name), format!("{json}\n").as_bytes())?;
         lists[stage[i]].push_str(&format!("tasks/{name}\n"));
     }

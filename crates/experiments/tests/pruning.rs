@@ -104,8 +104,8 @@ fn any_resnet_prunes_by_a_ratio_and_a_version_says_so() {
     assert!(outcome.structured);
     // Every block's first conv keeps int(n / 2) filters: 8 of 16, 16 of 32, 32 of 64.
     let groups = model.config().channel_groups();
-    assert_eq!(outcome.plan.groups.len(), groups.len());
-    for (d, g) in outcome.plan.groups.iter().zip(&groups) {
+    assert_eq!(outcome.plan.groups().len(), groups.len());
+    for (d, g) in outcome.plan.groups().iter().zip(&groups) {
         assert_eq!(d.keep.len(), g.channels / 2, "{}", g.name);
     }
     let pruned = Model::load(&out, &Device::Cpu).unwrap();

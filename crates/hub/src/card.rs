@@ -165,7 +165,7 @@ pub fn model_card(dir: &Path) -> Result<String> {
                 .as_ref()
                 .and_then(|o| o.spec.as_ref())
                 .map(|s| &s.model)
-                .or((!plan.tensors.is_empty()).then_some(&config));
+                .or((!plan.is_structured()).then_some(&config));
             match before {
                 Some(b) => {
                     let _ = writeln!(s, "- before: `{}`, {}", b.name(), counts(b));
@@ -173,9 +173,9 @@ pub fn model_card(dir: &Path) -> Result<String> {
                 None => s.push_str("- before: unknown (the pruned model's origin run is not recorded)\n"),
             }
             let _ = writeln!(s, "- after: `{}`, {}", config.name(), counts(&config));
-            if !plan.tensors.is_empty() {
-                let total: usize = plan.tensors.iter().map(|t| t.total).sum();
-                let pruned: usize = plan.tensors.iter().map(|t| t.pruned).sum();
+            if !plan.is_structured() {
+                let total: usize = plan.tensors().iter().map(|t| t.total).sum();
+                let pruned: usize = plan.tensors().iter().map(|t| t.pruned).sum();
                 let _ = writeln!(
                     s,
                     "- unstructured: {pruned} of {total} conv weights ({}) are zero; the counts above are dense",

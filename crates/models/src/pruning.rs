@@ -144,8 +144,13 @@ impl ModelConfig {
             (Self::ResNet(c), Some(v)) => {
                 prune_core::resnet_keep_counts(c.depth, v, &c.block_widths)?
             }
-            (Self::ResNet(_), None) => {
+            (Self::ResNet(c), None) if matches!(c.depth, 56 | 110) => {
                 return Err(no_version("choose version A or B"));
+            }
+            (Self::ResNet(_), None) => {
+                return Err(no_version(
+                    "PFEC versions A and B exist for resnet56 and resnet110 only",
+                ));
             }
             (Self::Vgg(c), None) => {
                 let widths: Vec<usize> = c
@@ -400,10 +405,10 @@ mod tests {
         let model = Model::from_tensors(config, tensors.clone(), &dev).unwrap();
         let groups = config.channel_groups();
         // Drop every third channel of every group (never all of them).
-        let plan = PruningPlan {
-            method: "test".into(),
-            version: None,
-            groups: groups
+        let plan = PruningPlan::structured(
+            "test",
+            None,
+            groups
                 .iter()
                 .map(|g| GroupDecision {
                     group: g.name.clone(),
@@ -414,12 +419,10 @@ mod tests {
                     .unwrap(),
                 })
                 .collect(),
-            tensors: vec![],
-            threshold: None,
-        };
+        );
         let pruned = model.prune(&plan).unwrap();
         let mut zeroed = tensors.clone();
-        for (g, d) in groups.iter().zip(&plan.groups) {
+        for (g, d) in groups.iter().zip(plan.groups()) {
             for m in g.members.iter().filter(|m| m.axis == 1) {
                 let t = &zeroed[&m.tensor];
                 let mut keep = vec![1f32; t.dims()[1]];
@@ -498,7 +501,7 @@ mod tests {
         };
         assert_eq!(r.block_widths, [9, 16, 16, 32, 20, 32, 64, 64, 1]);
         let mut zeroed = tensors.clone();
-        for d in &plan.groups {
+        for d in plan.groups() {
             let removed = d.keep.removed();
             let prefix = d.group.trim_end_matches(".conv1");
             for name in [
@@ -539,8 +542,11 @@ mod tests {
         let r1 = plan(FilterSaliency::Random { seed: 1 });
         assert_eq!(r1.kept_widths(), l1.kept_widths());
         assert_eq!(r1, plan(FilterSaliency::Random { seed: 1 }));
-        assert_ne!(r1.groups, plan(FilterSaliency::Random { seed: 2 }).groups);
-        assert_ne!(r1.groups, l1.groups);
+        assert_ne!(
+            r1.groups(),
+            plan(FilterSaliency::Random { seed: 2 }).groups()
+        );
+        assert_ne!(r1.groups(), l1.groups());
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub enum Error {
     /// Nothing to prune: no tensor (or only empty ones) was given.
     #[error("no weights to prune")]
     NothingToPrune,
+    /// An unstructured plan where channels are to be removed: it records counts, and its masks
+    /// are applied instead.
+    #[error(
+        "an unstructured plan ({0}) records counts only: rerun its method, or retrain with its masks"
+    )]
+    NotStructured(String),
     /// A PFEC version that the reference code does not define for this architecture.
     #[error(
         "{arch} has no PFEC version{}: {hint}",

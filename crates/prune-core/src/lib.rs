@@ -26,7 +26,7 @@
 //! }];
 //! // Keep the 2 filters with the largest l1 norm (PFEC).
 //! let plan = select_filters("pfec", None, &groups, &[("c1".into(), 2)], FilterSaliency::L1, &weights)?;
-//! assert_eq!(plan.groups[0].keep.indices(), [1, 2]);
+//! assert_eq!(plan.groups()[0].keep.indices(), [1, 2]);
 //! let pruned = apply(&plan, &groups, &weights)?;
 //! assert_eq!(pruned["c2.weight"].dims(), [3, 2, 3, 3]);
 //! # Ok::<(), prune_core::Error>(())
@@ -46,6 +46,7 @@ pub use mask::{MASKS_FILE, Masks};
 pub use mwp::{WeightSaliency, global_threshold};
 pub use pfec::{PfecVersion, ResNetPfec, resnet_keep_counts, resnet_settings, vgg16_keep_counts};
 pub use plan::{
-    GroupDecision, PruningPlan, TensorSparsity, apply, keep_count, select_filters, select_top,
+    GroupDecision, PlanKind, PruningPlan, TensorSparsity, apply, keep_count, select_filters,
+    select_top,
 };
 pub use saliency::{FilterSaliency, ScoreRng, l1_filter_norms, l2_filter_norms, weight_magnitudes};

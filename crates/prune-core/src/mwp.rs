@@ -78,9 +78,10 @@ pub fn global_threshold(
     let plan = PruningPlan {
         method: method.to_string(),
         version: None,
-        groups: Vec::new(),
-        tensors: masks.per_tensor()?,
-        threshold: Some(threshold),
+        kind: crate::PlanKind::Unstructured {
+            tensors: masks.per_tensor()?,
+            threshold,
+        },
     };
     Ok((masks, plan))
 }
@@ -101,7 +102,9 @@ mod tests {
         // Sorted |w|: .05 .1 .2 .3 .5 .6 .7 .9; int(8 * 0.5) = 4 -> threshold 0.5, keep > 0.5.
         let (masks, plan) =
             global_threshold("mwp", &names, &weights(), 0.5, WeightSaliency::Magnitude).unwrap();
-        assert_eq!(plan.threshold, Some(0.5));
+        assert!(
+            matches!(plan.kind, crate::PlanKind::Unstructured { threshold, .. } if threshold == 0.5)
+        );
         assert_eq!(
             masks.get("a").unwrap().to_vec1::<f32>().unwrap(),
             [0., 1., 0., 0.]

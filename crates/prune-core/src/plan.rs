@@ -10,27 +10,91 @@ use crate::error::{Error, Result};
 use crate::groups::{ChannelGroup, KeepSet, remove_channels};
 use crate::saliency::{FilterSaliency, ScoreRng, l1_filter_norms, l2_filter_norms};
 
-/// A pruning decision for a whole model, as `plan.json` stores it.
-///
-/// Structured pruning fills `groups` (per channel group, the kept indices); unstructured pruning
-/// fills `tensors` (per weight tensor, the mask's counts; the masks themselves are tensors and
-/// live in `masks.safetensors`).
+/// A pruning decision for a whole model, as `plan.json` stores it: structured (per channel
+/// group, the kept indices) or unstructured (per weight tensor, the mask's counts; the masks
+/// themselves are tensors and live in `masks.safetensors`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PlanFile", into = "PlanFile")]
 pub struct PruningPlan {
     /// How the decision was made: `pfec`, `random-filter`, `mwp`, `random-weight`, ...
     pub method: String,
     /// The method's version where it has several (`A`, `B` for PFEC ResNets).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Per channel group, the channels kept (structured pruning), in the model's group order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<GroupDecision>,
-    /// Per weight tensor, how many weights the mask removes (unstructured pruning).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tensors: Vec<TensorSparsity>,
-    /// The global score threshold of unstructured pruning: weights scoring `<=` it are removed.
+    /// What the plan decides.
+    pub kind: PlanKind,
+}
+
+/// The two kinds of plan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanKind {
+    /// Whole channels removed: a smaller dense model.
+    Structured {
+        /// Per channel group, the channels kept, in the model's group order (only the groups
+        /// that change).
+        groups: Vec<GroupDecision>,
+    },
+    /// Individual weights masked under one global threshold.
+    Unstructured {
+        /// Per weight tensor, how many weights the mask removes.
+        tensors: Vec<TensorSparsity>,
+        /// The global score threshold: weights scoring `<=` it are removed.
+        threshold: f32,
+    },
+}
+
+/// `plan.json` as written before the plan had two kinds, and still: one object whose `groups`
+/// or `tensors` and `threshold` say which kind it is.
+#[derive(Serialize, Deserialize)]
+struct PlanFile {
+    method: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f32>,
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<GroupDecision>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tensors: Vec<TensorSparsity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<f32>,
+}
+
+impl TryFrom<PlanFile> for PruningPlan {
+    type Error = String;
+
+    fn try_from(f: PlanFile) -> std::result::Result<Self, String> {
+        let kind = match (f.groups.is_empty(), f.tensors.is_empty(), f.threshold) {
+            (_, true, None) => PlanKind::Structured { groups: f.groups },
+            (true, false, Some(threshold)) => PlanKind::Unstructured {
+                tensors: f.tensors,
+                threshold,
+            },
+            (false, false, _) | (false, true, Some(_)) => {
+                return Err("a plan keeps channel groups or masks weights, not both".into());
+            }
+            (true, false, None) => return Err("an unstructured plan needs its threshold".into()),
+            (true, true, Some(_)) => return Err("a threshold without tensors".into()),
+        };
+        Ok(Self {
+            method: f.method,
+            version: f.version,
+            kind,
+        })
+    }
+}
+
+impl From<PruningPlan> for PlanFile {
+    fn from(p: PruningPlan) -> Self {
+        let (groups, tensors, threshold) = match p.kind {
+            PlanKind::Structured { groups } => (groups, Vec::new(), None),
+            PlanKind::Unstructured { tensors, threshold } => (Vec::new(), tensors, Some(threshold)),
+        };
+        Self {
+            method: p.method,
+            version: p.version,
+            groups,
+            tensors,
+            threshold,
+        }
+    }
 }
 
 /// The channels one group keeps.
@@ -56,9 +120,39 @@ pub struct TensorSparsity {
 }
 
 impl PruningPlan {
+    /// A structured plan.
+    pub fn structured(method: &str, version: Option<&str>, groups: Vec<GroupDecision>) -> Self {
+        Self {
+            method: method.to_string(),
+            version: version.map(str::to_string),
+            kind: PlanKind::Structured { groups },
+        }
+    }
+
+    /// The channel groups a structured plan keeps (none for an unstructured one).
+    pub fn groups(&self) -> &[GroupDecision] {
+        match &self.kind {
+            PlanKind::Structured { groups } => groups,
+            PlanKind::Unstructured { .. } => &[],
+        }
+    }
+
+    /// The per-tensor counts of an unstructured plan (none for a structured one).
+    pub fn tensors(&self) -> &[TensorSparsity] {
+        match &self.kind {
+            PlanKind::Unstructured { tensors, .. } => tensors,
+            PlanKind::Structured { .. } => &[],
+        }
+    }
+
+    /// Whether whole channels go (rather than weights).
+    pub fn is_structured(&self) -> bool {
+        matches!(self.kind, PlanKind::Structured { .. })
+    }
+
     /// The kept width of every group the plan prunes, by group name.
     pub fn kept_widths(&self) -> BTreeMap<String, usize> {
-        self.groups
+        self.groups()
             .iter()
             .map(|d| (d.group.clone(), d.keep.len()))
             .collect()
@@ -81,8 +175,8 @@ impl PruningPlan {
     /// The fraction of weights removed over every tensor in `tensors` (0 for a structured plan).
     pub fn sparsity(&self) -> f64 {
         // In u128: counts read from a file must not overflow a sum.
-        let total: u128 = self.tensors.iter().map(|t| t.total as u128).sum();
-        let pruned: u128 = self.tensors.iter().map(|t| t.pruned as u128).sum();
+        let total: u128 = self.tensors().iter().map(|t| t.total as u128).sum();
+        let pruned: u128 = self.tensors().iter().map(|t| t.pruned as u128).sum();
         if total == 0 {
             0.0
         } else {
@@ -181,13 +275,7 @@ pub fn select_filters(
             keep: select_top(&group.name, &scores, count)?,
         });
     }
-    Ok(PruningPlan {
-        method: method.to_string(),
-        version: version.map(str::to_string),
-        groups: decisions,
-        tensors: Vec::new(),
-        threshold: None,
-    })
+    Ok(PruningPlan::structured(method, version, decisions))
 }
 
 /// Applies a structured plan: every group it names loses the channels it does not keep, in every
@@ -197,8 +285,11 @@ pub fn apply(
     groups: &[ChannelGroup],
     weights: &HashMap<String, Tensor>,
 ) -> Result<HashMap<String, Tensor>> {
+    if !plan.is_structured() {
+        return Err(Error::NotStructured(plan.method.clone()));
+    }
     let decisions = plan
-        .groups
+        .groups()
         .iter()
         .map(|d| {
             groups
@@ -281,7 +372,7 @@ mod tests {
             &weights,
         )
         .unwrap();
-        assert_eq!(plan.groups[0].keep.indices(), [1, 2]);
+        assert_eq!(plan.groups()[0].keep.indices(), [1, 2]);
         let json = serde_json::to_string(&plan).unwrap();
         let back: PruningPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, plan);
@@ -308,7 +399,7 @@ mod tests {
             .unwrap()
         };
         assert_eq!(random(1), random(1));
-        assert_eq!(random(1).groups[0].keep.len(), 2);
+        assert_eq!(random(1).groups()[0].keep.len(), 2);
         let unknown = select_filters(
             "pfec",
             None,
@@ -334,16 +425,14 @@ mod tests {
     fn plans_load_with_a_size_cap_and_name_their_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");
-        let plan = PruningPlan {
-            method: "pfec".into(),
-            version: None,
-            groups: vec![GroupDecision {
+        let plan = PruningPlan::structured(
+            "pfec",
+            None,
+            vec![GroupDecision {
                 group: "conv1".into(),
                 keep: KeepSet::new(vec![0, 2], 4).unwrap(),
             }],
-            tensors: Vec::new(),
-            threshold: None,
-        };
+        );
         std::fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();
         assert_eq!(PruningPlan::load(&path).unwrap(), plan);
         std::fs::write(
@@ -369,9 +458,35 @@ mod tests {
             sparsity: 1.0,
         };
         let plan = PruningPlan {
-            tensors: vec![huge.clone(), huge],
+            kind: PlanKind::Unstructured {
+                tensors: vec![huge.clone(), huge],
+                threshold: 0.5,
+            },
             ..plan
         };
         assert_eq!(plan.sparsity(), 1.0);
+    }
+
+    #[test]
+    fn the_two_kinds_keep_the_json_format_and_mixtures_are_refused() {
+        let structured = r#"{"method":"pfec","version":"B","groups":[{"group":"g","keep":{"channels":4,"kept":[1,3]}}]}"#;
+        let plan: PruningPlan = serde_json::from_str(structured).unwrap();
+        assert!(plan.is_structured());
+        assert_eq!(serde_json::to_string(&plan).unwrap(), structured);
+        let unstructured = r#"{"method":"mwp","tensors":[{"tensor":"w","total":4,"pruned":2,"sparsity":0.5}],"threshold":0.25}"#;
+        let plan: PruningPlan = serde_json::from_str(unstructured).unwrap();
+        assert_eq!(plan.groups(), &[]);
+        assert_eq!(plan.sparsity(), 0.5);
+        assert_eq!(serde_json::to_string(&plan).unwrap(), unstructured);
+        // A plan with neither is a structured plan that keeps everything.
+        let empty: PruningPlan = serde_json::from_str(r#"{"method":"pfec"}"#).unwrap();
+        assert!(empty.is_structured() && empty.groups().is_empty());
+        for bad in [
+            r#"{"method":"x","groups":[{"group":"g","keep":{"channels":4,"kept":[1]}}],"tensors":[{"tensor":"w","total":4,"pruned":2,"sparsity":0.5}],"threshold":0.1}"#,
+            r#"{"method":"x","tensors":[{"tensor":"w","total":4,"pruned":2,"sparsity":0.5}]}"#,
+            r#"{"method":"x","threshold":0.1}"#,
+        ] {
+            assert!(serde_json::from_str::<PruningPlan>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -54,26 +54,25 @@ pub fn weight_magnitudes(weight: &Tensor) -> Result<Vec<f32>> {
         .to_vec1()?)
 }
 
-/// A small deterministic generator for random scores: SplitMix64 (Steele et al. 2014), chosen
-/// because it is tiny, seeds well from any `u64` and gives the same stream on every platform.
+/// A small deterministic generator for random scores: the workspace's SplitMix64 (Steele et al.
+/// 2014), chosen because it is tiny, seeds well from any `u64` and gives the same stream on every
+/// platform.
 #[derive(Clone, Debug)]
 pub struct ScoreRng {
-    state: u64,
+    inner: splitmix::SplitMix64,
 }
 
 impl ScoreRng {
     /// A generator seeded by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            inner: splitmix::SplitMix64::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A uniform score in `[0, 1)` with 24 random bits (all an f32 mantissa holds).

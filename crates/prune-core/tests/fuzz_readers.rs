@@ -33,16 +33,14 @@ fn weights() -> HashMap<String, Tensor> {
 }
 
 fn plan_json() -> String {
-    let plan = PruningPlan {
-        method: "pfec".into(),
-        version: Some("A".into()),
-        groups: vec![prune_core::GroupDecision {
+    let plan = PruningPlan::structured(
+        "pfec",
+        Some("A"),
+        vec![prune_core::GroupDecision {
             group: "conv1".into(),
             keep: KeepSet::new(vec![0, 2], 4).unwrap(),
         }],
-        tensors: Vec::new(),
-        threshold: None,
-    };
+    );
     serde_json::to_string_pretty(&plan).unwrap()
 }
 
@@ -56,7 +54,7 @@ fn parse_and_apply(text: &str) {
     let _ = plan.sparsity();
     let groups = groups();
     if let Ok(out) = apply(&plan, &groups, &weights()) {
-        for d in &plan.groups {
+        for d in plan.groups() {
             let g = groups.iter().find(|g| g.name == d.group).unwrap();
             for m in &g.members {
                 assert_eq!(out[&m.tensor].dims()[m.axis], d.keep.len(), "{text}");
@@ -139,7 +137,7 @@ proptest! {
         // A kept set read from JSON is exactly what KeepSet::new accepts.
         let parsed = serde_json::from_str::<PruningPlan>(&text).ok();
         let expected = KeepSet::new(kept, channels).ok();
-        prop_assert_eq!(parsed.map(|p| p.groups[0].keep.clone()), expected);
+        prop_assert_eq!(parsed.map(|p| p.groups()[0].keep.clone()), expected);
     }
 
     #[test]

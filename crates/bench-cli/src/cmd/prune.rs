@@ -256,7 +256,7 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
 /// A structured plan from a file: unstructured plans record counts, not the masks themselves.
 fn read_plan(file: &Path) -> Result<PruningPlan> {
     let plan = PruningPlan::load(file)?;
-    if plan.groups.is_empty() {
+    if !plan.is_structured() || plan.groups().is_empty() {
         bail!(
             "{}: no channel groups to apply (an unstructured plan records counts only; rerun its method)",
             file.display()
