@@ -56,9 +56,10 @@ pub enum Error {
         /// What failed.
         source: Box<Error>,
     },
-    /// Training failed.
+    /// Training failed (or a run file could not be read or written). Boxed: train's error is
+    /// large, and every result here carries this one.
     #[error(transparent)]
-    Train(#[from] train::Error),
+    Train(Box<train::Error>),
     /// A model error (checkpoint, config).
     #[error(transparent)]
     Model(#[from] models::Error),
@@ -76,10 +77,16 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+impl From<train::Error> for Error {
+    fn from(e: train::Error) -> Self {
+        Self::Train(Box::new(e))
+    }
+}
+
 impl Error {
     /// A file that could not be read or written (train's error, so both crates say it alike).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Train(train::Error::Io {
+        Self::from(train::Error::Io {
             path: path.into(),
             source,
         })
@@ -87,7 +94,7 @@ impl Error {
 
     /// A file that could not be parsed or made.
     pub fn corrupt(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Self::Train(train::Error::Corrupt {
+        Self::from(train::Error::Corrupt {
             path: path.into(),
             problem: problem.into(),
         })
