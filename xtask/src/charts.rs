@@ -11,12 +11,5 @@ pub fn via_temp(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("out");
-    let tmp = path.with_extension(format!("tmp.{ext}"));
-    let drawn = draw(&tmp).with_context(|| format!("cannot draw {}", path.display()));
-    if drawn.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    drawn?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    files::write_with(path, draw).with_context(|| format!("cannot draw {}", path.display()))
 }

@@ -1,8 +1,7 @@
 //! Writing results: atomic files and a stdout that tolerates a closed pipe.
 
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -14,27 +13,9 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// A temporary path beside `path`, for writing a file whole and then renaming it into place.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
-}
-
 /// Writes `bytes` to `path` atomically (a temporary file beside it, then a rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(train::run::write_atomic(path, bytes)?)
-}
-
-/// Renames a finished temporary file into place, removing it if that fails.
-pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path)
-        .inspect_err(|_| {
-            let _ = fs::remove_file(tmp);
-        })
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Prints a line to standard output, returning (not panicking on) a closed pipe.

@@ -117,21 +117,36 @@ pub fn read_to_string(path: impl AsRef<Path>, limit: u64) -> io::Result<String> 
 /// Writes `bytes` to `path` through a temporary file beside it, synced, then a rename: readers
 /// see the old file or the new one, never half of one, and a full disk leaves the old one.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    write_with(path, |tmp| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })
+}
+
+/// The one way prunebench replaces a file: `write` makes it at a temporary path beside `path`
+/// (with `path`'s extension, for writers that choose their format by it, as plotters' bitmap
+/// backend does), which is then renamed over `path`; on any error the temporary file is removed
+/// and `path` is left as it was.
+pub fn write_with<E: From<io::Error>>(
+    path: impl AsRef<Path>,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     let path = path.as_ref();
-    let name = path
-        .file_name()
+    let stem = path
+        .file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{stem}.tmp{}{ext}", std::process::id()));
+    let done = write(&tmp).and_then(|()| Ok(fs::rename(&tmp, path)?));
+    if done.is_err() {
         let _ = fs::remove_file(&tmp);
-    })
+    }
+    done
 }
 
 #[cfg(test)]
@@ -166,6 +181,24 @@ mod tests {
         assert!(status.success());
         let e = read(&p, SMALL).unwrap_err();
         assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("chart.png");
+        write_atomic(&p, b"old").unwrap();
+        let e = write_with(&p, |tmp| {
+            assert_eq!(tmp.extension().unwrap(), "png", "the format survives");
+            fs::write(tmp, b"half")?;
+            Err(io::Error::other("drawing failed"))
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "drawing failed");
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_with(&p, |tmp| fs::write(tmp, b"new")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
     }
 
     #[test]

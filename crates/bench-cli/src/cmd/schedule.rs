@@ -9,7 +9,7 @@ use schedules::plot::{ChartOptions, Curve, draw_svg};
 use schedules::{Budget, LrSchedule, Schedule};
 use serde::Serialize;
 
-use crate::output::{commit_temp, temp_path, write_atomic};
+use crate::output::write_atomic;
 
 #[derive(clap::Args)]
 #[command(
@@ -117,9 +117,11 @@ pub fn run(args: Args) -> Result<()> {
             ..ChartOptions::default()
         };
         // Draw to a temporary file and rename, so a failed draw leaves no half chart.
-        let tmp = temp_path(path);
-        draw_svg(&tmp, &curves, &opts)?;
-        commit_temp(&tmp, path)?;
+        files::write_with(path, |tmp| -> Result<()> {
+            draw_svg(tmp, &curves, &opts)?;
+            Ok(())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote chart");
     }
 
