@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use schedules::plot::PALETTE;
 use train::engine::RunResult;
 
-use crate::table2::grid::{Grid, Node, Profile, ProfileName, Task, Variant, run_dir};
+use crate::table2::grid::{Grid, Profile, ProfileName, Task, Variant, run_dir};
 use crate::table2::report::{Stat, stat};
 use crate::table2::{self as t2, exec};
 
@@ -96,62 +96,7 @@ pub fn parse_methods(text: &str) -> Result<Vec<&'static str>> {
     Ok(out)
 }
 
-/// One point of the figure: the run of (panel, method, budget, seed).
-#[derive(Debug, Clone)]
-pub struct Point {
-    pub dataset: DatasetKind,
-    pub variant: Variant,
-    pub method: &'static str,
-    pub budget: u32,
-    pub node: usize,
-}
-
-/// Expands the figure's grid: per (dataset, seed, panel) the unpruned run and its pruning, then
-/// one retraining per method and budget.
-pub fn expand(
-    profile: &Profile,
-    budgets: &[u32],
-    methods: &[&'static str],
-    variants: &[Variant],
-    runs_dir: &Path,
-) -> Result<(Grid, Vec<Point>)> {
-    if methods.contains(&"lrw")
-        && let Some(&longest) = budgets.iter().max()
-        && longest > profile.original_epochs
-    {
-        bail!(
-            "LRW replays the last epochs of the original training: a {longest}-epoch budget is longer than its {} epochs",
-            profile.original_epochs
-        );
-    }
-    let mut grid = Grid::default();
-    let mut points = Vec::new();
-    for &dataset in &profile.datasets {
-        for seed in 1..=profile.seeds {
-            for &variant in variants {
-                let trunk = grid.push_trunk(profile, dataset, variant, seed, runs_dir)?;
-                for &method in methods {
-                    for &budget in budgets {
-                        let spec =
-                            experiments::spec::retrain(&trunk.base, &trunk.pruned, method, budget)?;
-                        let node = grid.push_train(Node {
-                            curve: Some((method, budget)),
-                            ..Node::train(runs_dir, spec, vec![trunk.prune], dataset, variant, seed)
-                        });
-                        points.push(Point {
-                            dataset,
-                            variant,
-                            method,
-                            budget,
-                            node,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    Ok((grid, points))
-}
+pub use experiments::grid::fig2::{Point, expand};
 
 /// A panel of the figure: one pruned model, its curves.
 #[derive(Debug, Clone)]

@@ -560,3 +560,83 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
     }
     Ok(grid)
 }
+
+/// Figure 2's grid: Table 2's unpruned runs and prunings, each retrained with FT, LRW, SLR and
+/// CLR at several budgets. Shares Table 2's runs directory: the runs both need train once.
+pub mod fig2 {
+    use std::path::Path;
+
+    use datasets::DatasetKind;
+
+    use super::{Grid, Node, Profile, Variant};
+    use crate::{Error, Result};
+
+    /// One point of the figure: the run of (panel, method, budget, seed).
+    #[derive(Debug, Clone)]
+    pub struct Point {
+        /// The dataset.
+        pub dataset: DatasetKind,
+        /// The panel's pruned model.
+        pub variant: Variant,
+        /// `ft`, `lrw`, `slr` or `clr`.
+        pub method: &'static str,
+        /// The retraining budget in epochs.
+        pub budget: u32,
+        /// The node whose run gives the point.
+        pub node: usize,
+    }
+
+    /// Expands the figure's grid: per (dataset, seed, panel) the unpruned run and its pruning, then
+    /// one retraining per method and budget.
+    pub fn expand(
+        profile: &Profile,
+        budgets: &[u32],
+        methods: &[&'static str],
+        variants: &[Variant],
+        runs_dir: &Path,
+    ) -> Result<(Grid, Vec<Point>)> {
+        if methods.contains(&"lrw")
+            && let Some(&longest) = budgets.iter().max()
+            && longest > profile.original_epochs
+        {
+            return Err(Error::Config(format!(
+                "LRW replays the last epochs of the original training: a {longest}-epoch budget is longer than its {} epochs",
+                profile.original_epochs
+            )));
+        }
+        let mut grid = Grid::default();
+        let mut points = Vec::new();
+        for &dataset in &profile.datasets {
+            for seed in 1..=profile.seeds {
+                for &variant in variants {
+                    let trunk = grid.push_trunk(profile, dataset, variant, seed, runs_dir)?;
+                    for &method in methods {
+                        for &budget in budgets {
+                            let spec =
+                                crate::spec::retrain(&trunk.base, &trunk.pruned, method, budget)?;
+                            let node = grid.push_train(Node {
+                                curve: Some((method, budget)),
+                                ..Node::train(
+                                    runs_dir,
+                                    spec,
+                                    vec![trunk.prune],
+                                    dataset,
+                                    variant,
+                                    seed,
+                                )
+                            });
+                            points.push(Point {
+                                dataset,
+                                variant,
+                                method,
+                                budget,
+                                node,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok((grid, points))
+    }
+}
