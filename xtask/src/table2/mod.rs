@@ -41,6 +41,9 @@ pub struct Args {
     /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
     #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
     pub emit: Option<Vec<String>>,
+    /// With `--emit slurm`: CPUs each array task asks for (`#SBATCH --cpus-per-task`).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub slurm_cpus: u32,
     #[command(flatten)]
     pub grid: GridArgs,
 }
@@ -238,16 +241,24 @@ fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
     for (k, list) in lists.iter().enumerate() {
         train::run::write_atomic(&dir.join(format!("stage{k}.list")), list.as_bytes())?;
     }
+    // The resources the device needs: a GPU for a CUDA device only (a CPU job asking for one
+    // never starts on a node without GPUs).
+    let gres = match args.grid.device {
+        DeviceSpec::Cpu => "",
+        DeviceSpec::Cuda(_) => "#SBATCH --gres=gpu:1\n",
+    };
     let script = "#!/usr/bin/env bash\n\
         # One array task per line of $LIST: runs it into the runs directory named in its task file.\n\
         #SBATCH --job-name=prunebench-table2\n\
-        #SBATCH --cpus-per-task=8\n\
-        #SBATCH --gres=gpu:1\n\
+        #SBATCH --cpus-per-task={cpus}\n\
+        {gres}\
         #SBATCH --output=logs/%x-%A_%a.out\n\
         set -euo pipefail\n\
         cd \"${SLURM_SUBMIT_DIR}\"\n\
         TASK=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"${EMIT_DIR}/${LIST}\")\n\
         exec ${XTASK:-cargo xtask} run-task --device {device} \"${EMIT_DIR}/${TASK}\"\n"
+        .replace("{cpus}", &args.slurm_cpus.to_string())
+        .replace("{gres}", gres)
         .replace("{device}", &args.grid.device.to_string());
     train::run::write_atomic(&dir.join("table2.sbatch"), script.as_bytes())?;
     let mut submit = format!(
