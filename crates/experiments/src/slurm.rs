@@ -18,8 +18,8 @@ pub struct SlurmOptions {
     /// The job name (`prunebench-table2`); the array script is `<name>.sbatch` without the
     /// `prunebench-` prefix.
     pub job_name: String,
-    /// Where each task trains: a CUDA device asks Slurm for one GPU (`--gres=gpu:1`), the CPU
-    /// for none.
+    /// Where each task trains: a CUDA device asks Slurm for one GPU (`--gres=gpu:1`), which the
+    /// job sees as `cuda:0`; the CPU asks for none.
     pub device: DeviceSpec,
     /// CPU cores per task (`--cpus-per-task`).
     pub cpus: u32,
@@ -68,9 +68,11 @@ pub fn emit(grid: &Grid, dir: &Path, opts: &SlurmOptions) -> Result<Emitted> {
     for (k, list) in lists.iter().enumerate() {
         write_atomic(&dir.join(format!("stage{k}.list")), list.as_bytes())?;
     }
-    let gres = match opts.device {
-        DeviceSpec::Cuda(_) => "#SBATCH --gres=gpu:1\n",
-        DeviceSpec::Cpu => "",
+    // The resources the device needs: a GPU for a CUDA device only (a CPU job asking for one
+    // never starts on a node without GPUs). Slurm shows a job its one GPU as device 0.
+    let (gres, device) = match opts.device {
+        DeviceSpec::Cuda(_) => ("#SBATCH --gres=gpu:1\n", DeviceSpec::Cuda(0)),
+        DeviceSpec::Cpu => ("", DeviceSpec::Cpu),
     };
     let script_name = format!(
         "{}.sbatch",
@@ -91,7 +93,6 @@ pub fn emit(grid: &Grid, dir: &Path, opts: &SlurmOptions) -> Result<Emitted> {
          exec ${{XTASK:-cargo xtask}} run-task --device {device} \"${{EMIT_DIR}}/${{TASK}}\"\n",
         name = opts.job_name,
         cpus = opts.cpus,
-        device = opts.device,
     );
     write_atomic(&dir.join(&script_name), script.as_bytes())?;
     let mut submit = format!(

@@ -40,9 +40,9 @@ pub struct Args {
     /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
     #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
     pub emit: Option<Vec<String>>,
-    /// CPU cores each emitted Slurm task asks for (--cpus-per-task). A GPU is asked for only
-    /// when --device is a CUDA device.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    /// With `--emit slurm`: CPU cores each array task asks for (`#SBATCH --cpus-per-task`). A
+    /// GPU is asked for only when --device is a CUDA device.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub slurm_cpus: u32,
     #[command(flatten)]
     pub grid: GridArgs,

@@ -192,18 +192,39 @@ fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
         sbatch.contains(" run-task --device cuda:0 \"${EMIT_DIR}/${TASK}\""),
         "{sbatch}"
     );
-    assert!(sbatch.contains("#SBATCH --gres=gpu:1\n"), "{sbatch}");
-    assert!(sbatch.contains("#SBATCH --cpus-per-task=8\n"), "{sbatch}");
+    // A CUDA device asks for a GPU.
+    assert!(sbatch.contains("\n#SBATCH --gres=gpu:1\n"), "{sbatch}");
+    assert!(sbatch.contains("\n#SBATCH --cpus-per-task=8\n"), "{sbatch}");
     assert!(!tmp.path().join("runs").exists(), "emitting trains nothing");
 
-    // A CPU grid asks for no GPU, and for the cores it is given.
-    a.grid.device = train::device::DeviceSpec::Cpu;
-    a.slurm_cpus = 2;
+    // Slurm shows a job its one GPU as device 0, whichever card it is.
+    a.grid.device = train::device::DeviceSpec::Cuda(1);
+    assert!(run(&a).unwrap().is_none());
+    let sbatch = std::fs::read_to_string(dir.join("table2.sbatch")).unwrap();
+    assert!(sbatch.contains(" run-task --device cuda:0 "), "{sbatch}");
+}
+
+#[test]
+fn emit_slurm_for_the_cpu_asks_for_no_gpu_and_the_cpus_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = args(tmp.path());
+    let dir = tmp.path().join("slurm");
+    a.emit = Some(vec!["slurm".into(), dir.display().to_string()]);
+    a.slurm_cpus = 1;
     assert!(run(&a).unwrap().is_none());
     let sbatch = std::fs::read_to_string(dir.join("table2.sbatch")).unwrap();
     assert!(!sbatch.contains("--gres"), "{sbatch}");
-    assert!(sbatch.contains("#SBATCH --cpus-per-task=2\n"), "{sbatch}");
+    assert!(sbatch.contains("\n#SBATCH --cpus-per-task=1\n"), "{sbatch}");
     assert!(sbatch.contains(" run-task --device cpu "), "{sbatch}");
+    // Every directive precedes the first command, or sbatch ignores it.
+    let first_command = sbatch.lines().position(|l| !l.starts_with('#')).unwrap();
+    assert!(
+        sbatch
+            .lines()
+            .skip(first_command)
+            .all(|l| !l.starts_with("#SBATCH")),
+        "{sbatch}"
+    );
 }
 
 #[test]
