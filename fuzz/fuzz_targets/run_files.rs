@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = read_json::<RunResult>(&path);
         }
         _ => {
-            put(&dir, train::run::ORIGIN_FILE, content);
+            put(&dir, experiments::provenance::ORIGIN_FILE, content);
             let _ = read_origin(&dir);
         }
     }
