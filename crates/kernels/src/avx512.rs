@@ -548,7 +548,7 @@ mod tests {
                     if ours {
                         sgemm(&mut dst, lhs, rhs, false);
                     } else {
-                        crate::matmul::gemm_crate(&mut dst, lhs, rhs, false);
+                        crate::matmul::gemm_crate(&mut dst, lhs, rhs, false).unwrap();
                     }
                 }
                 flops / t.elapsed().as_secs_f64() / 1e9

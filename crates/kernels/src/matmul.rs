@@ -196,6 +196,37 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
+/// Checks that `dst = lhs * rhs` fits: inner dimensions agree, `dst` holds exactly the
+/// row-major `m x n` result, and every element of each view lies inside its slice.
+fn check_shapes<T>(dst: &[T], lhs: Mat<'_, T>, rhs: Mat<'_, T>) -> Result<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    if rhs.rows != k || m.checked_mul(n) != Some(dst.len()) || !lhs.fits() || !rhs.fits() {
+        bail!(
+            "gemm: shapes do not fit (lhs {m}x{k} in {} elements, rhs {}x{n} in {}, dst {} elements)",
+            lhs.data.len(),
+            rhs.rows,
+            rhs.data.len(),
+            dst.len()
+        );
+    }
+    Ok(())
+}
+
+/// Finishes a product with no output (`dst` empty) or no inner dimension (`k` = 0: zeros, or
+/// `dst` unchanged when accumulating) and says so; false for every other product.
+fn empty_product<T: Float>(dst: &mut [T], k: usize, accumulate: bool) -> bool {
+    if dst.is_empty() {
+        return true;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(T::zero());
+        }
+        return true;
+    }
+    false
+}
+
 /// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `dst` row-major `m x n`,
 /// single-threaded: callers parallelise over images, which keeps results independent of the
 /// thread count.
@@ -205,43 +236,36 @@ pub(crate) fn gemm<T: Float>(
     rhs: Mat<'_, T>,
     accumulate: bool,
 ) -> Result<()> {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    if rhs.rows != k || dst.len() != m * n || !lhs.fits() || !rhs.fits() {
-        bail!(
-            "gemm: shapes do not fit (lhs {m}x{k}, rhs {}x{n}, dst {} elements)",
-            rhs.rows,
-            dst.len()
-        );
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(T::zero());
-        }
+    check_shapes(dst, lhs, rhs)?;
+    if empty_product(dst, lhs.cols, accumulate) {
         return Ok(());
     }
     if !T::fast_gemm(dst, lhs, rhs, accumulate) {
-        gemm_crate(dst, lhs, rhs, accumulate);
+        gemm_crate(dst, lhs, rhs, accumulate)?;
     }
     Ok(())
 }
 
-/// The `gemm` crate's product; shapes checked by the caller.
+/// The `gemm` crate's product, after checking the shapes itself: the `unsafe` call below is
+/// sound only if they fit, so it relies on no caller.
 pub(crate) fn gemm_crate<T: Float>(
     dst: &mut [T],
     lhs: Mat<'_, T>,
     rhs: Mat<'_, T>,
     accumulate: bool,
-) {
+) -> Result<()> {
+    check_shapes(dst, lhs, rhs)?;
+    if empty_product(dst, lhs.cols, accumulate) {
+        return Ok(());
+    }
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let one = T::from_f64(1.0);
-    // SAFETY: `Mat::fits` checked that every element `(i, j)` with `i < rows`, `j < cols` of
-    // `lhs` and `rhs` lies inside its slice, and `dst` is a row-major `m x n` slice of exactly
-    // `m * n` elements borrowed mutably, so no read or write leaves its slice and `dst` aliases
-    // neither input. `T` is f32 or f64 (the `Float` trait), types `gemm` dispatches on; strides
-    // fit in isize (checked). `gemm` exposes no safe entry point, hence the one `unsafe` here.
+    // SAFETY: `check_shapes` just checked that every element `(i, j)` with `i < rows`,
+    // `j < cols` of `lhs` and `rhs` lies inside its slice (`Mat::fits`), and `dst` is a
+    // row-major `m x n` slice of exactly `m * n` elements borrowed mutably, so no read or write
+    // leaves its slice and `dst` aliases neither input. `T` is f32 or f64 (the `Float` trait),
+    // types `gemm` dispatches on; strides fit in isize (checked); m, n, k > 0. `gemm` exposes
+    // no safe entry point, hence the one `unsafe` here.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
@@ -266,6 +290,7 @@ pub(crate) fn gemm_crate<T: Float>(
             gemm::Parallelism::None,
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -295,5 +320,64 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn gemm_crate_refuses_inputs_that_do_not_fit() {
+        let a = vec![1.0f32; 15];
+        let b = vec![1.0f32; 35];
+        let mut dst = vec![0.0f32; 21];
+        let (lhs, rhs) = (Mat::rows(&a, 3, 5), Mat::rows(&b, 5, 7));
+        gemm_crate(&mut dst, lhs, rhs, false).unwrap();
+        assert!(dst.iter().all(|&v| v == 5.0));
+        let short = Mat {
+            data: &a[..14],
+            ..lhs
+        };
+        let wide_stride = Mat { rs: 8, ..rhs };
+        let huge_stride = Mat {
+            rs: usize::MAX / 2,
+            ..rhs
+        };
+        let bad: [(&str, Mat<'_, f32>, Mat<'_, f32>, usize); 6] = [
+            ("inner dimensions differ", lhs, Mat::rows(&b, 7, 5), 21),
+            ("lhs slice too short", short, rhs, 21),
+            ("rhs stride past its slice", lhs, wide_stride, 21),
+            ("stride overflows", lhs, huge_stride, 21),
+            ("dst too short", lhs, rhs, 20),
+            ("dst too long", lhs, rhs, 22),
+        ];
+        for (what, l, r, len) in bad {
+            let mut dst = vec![-1.0f32; len];
+            let e = gemm_crate(&mut dst, l, r, false).expect_err(what);
+            assert!(e.to_string().contains("shapes do not fit"), "{what}: {e}");
+            assert!(dst.iter().all(|&v| v == -1.0), "{what}: dst written");
+            assert!(gemm(&mut dst, l, r, false).is_err(), "{what} via gemm");
+        }
+    }
+
+    #[test]
+    fn empty_products_are_zeros_or_untouched() {
+        let none: [f32; 0] = [];
+        for accumulate in [false, true] {
+            let mut dst = vec![2.0f32; 6];
+            gemm_crate(
+                &mut dst,
+                Mat::rows(&none, 2, 0),
+                Mat::rows(&none, 0, 3),
+                accumulate,
+            )
+            .unwrap();
+            let want = if accumulate { 2.0 } else { 0.0 };
+            assert!(dst.iter().all(|&v| v == want));
+        }
+        let mut empty: Vec<f32> = Vec::new();
+        gemm_crate(
+            &mut empty,
+            Mat::rows(&none, 0, 4),
+            Mat::rows(&[1.0; 8], 4, 2),
+            false,
+        )
+        .unwrap();
     }
 }
