@@ -15,7 +15,8 @@
 //! the thread count. [`use_ours`] tells a model which path to take for a tensor: ours on CPU
 //! when the [`Backend`] is [`Backend::Ours`] (the default; `PRUNEBENCH_KERNELS=candle` or
 //! [`set_backend`]/[`with_backend`] switch back), candle's built-in ops otherwise and always on
-//! CUDA.
+//! CUDA. Binaries call [`check_env`] at start-up so that a mistyped `PRUNEBENCH_KERNELS` is an
+//! error.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -45,6 +46,7 @@ mod backend;
 mod batch_norm;
 mod conv;
 mod elementwise;
+mod env;
 mod matmul;
 mod simd;
 mod storage;
@@ -54,3 +56,4 @@ pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
 pub use elementwise::add_relu;
+pub use env::{EnvChoice, EnvError, check_env};
