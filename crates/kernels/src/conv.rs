@@ -10,6 +10,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::isa::{Isa, isa};
 use crate::matmul::{Float, Mat, gemm};
 use crate::storage::{contiguous_slice, into_storage};
 
@@ -228,6 +229,8 @@ const MIN_DOT_LEN: usize = 512;
 /// line being junk that is dropped afterwards. The GEMM reads those windows in place
 /// ([`Float::gemm_rows`]), which saves writing and re-reading nine copies of the image.
 struct Windows {
+    /// The path these windows were made for (one with a windowed GEMM).
+    isa: Isa,
     /// Padded height and width.
     hp: usize,
     wp: usize,
@@ -238,13 +241,14 @@ struct Windows {
 }
 
 impl Windows {
-    fn new<T: Float>(g: &Geometry) -> Option<Self> {
+    /// `None` where `isa`, this CPU or `T` has no windowed GEMM, or the conv is not stride 1.
+    fn new<T: Float>(g: &Geometry, isa: Isa) -> Option<Self> {
         if g.stride != 1 || g.pointwise() {
             return None;
         }
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         let n = (g.ho - 1) * wp + g.wo;
-        if !T::has_gemm_rows(n) {
+        if !T::has_gemm_rows(isa, n) {
             return None;
         }
         let mut rows = Vec::with_capacity(g.k());
@@ -255,7 +259,13 @@ impl Windows {
                 }
             }
         }
-        Some(Self { hp, wp, n, rows })
+        Some(Self {
+            isa,
+            hp,
+            wp,
+            n,
+            rows,
+        })
     }
 
     /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`.
@@ -275,7 +285,7 @@ impl Windows {
                 pad_image(g, self.wp, x, padded);
                 padded
             };
-            if !T::gemm_rows(wide, self.n, weight, image, &self.rows, self.n) {
+            if !T::gemm_rows(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
                 bail!("conv2d: no windowed GEMM for {g:?}");
             }
             for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
@@ -338,7 +348,7 @@ impl Windows {
                     }
                     let b: &[T] = if g.pad == 0 { xs } else { padded };
                     T::dot_products(
-                        &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
+                        self.isa, &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
                     )
                 });
                 done.then_some(acc)
@@ -382,13 +392,13 @@ fn pad_image<T: Float>(g: &Geometry, wp: usize, x: &[T], padded: &mut [T]) {
     }
 }
 
-fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
+fn forward<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T]) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); g.batch * g.out_image_len()];
     if out.is_empty() {
         return Ok(out);
     }
     let weight = Mat::rows(w, g.cout, g.k());
-    if let Some(windows) = Windows::new::<T>(g) {
+    if let Some(windows) = Windows::new::<T>(g, isa) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
             .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
@@ -398,11 +408,11 @@ fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
         .zip(x.par_chunks(g.image_len()))
         .try_for_each(|(out, x)| {
             if g.pointwise() {
-                gemm(out, weight, Mat::rows(x, g.k(), g.n()), false)
+                gemm(isa, out, weight, Mat::rows(x, g.k(), g.n()), false)
             } else {
                 T::with_scratch(g.k() * g.n(), |cols| {
                     im2col(g, x, cols);
-                    gemm(out, weight, Mat::rows(cols, g.k(), g.n()), false)
+                    gemm(isa, out, weight, Mat::rows(cols, g.k(), g.n()), false)
                 })
             }
         })?;
@@ -442,9 +452,9 @@ fn flip_transpose<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     out
 }
 
-fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
+fn input_grad<T: Float>(g: &Geometry, isa: Isa, dy: &[T], w: &[T]) -> Result<Vec<T>> {
     if let Some(t) = flipped_geometry(g) {
-        return forward(&t, dy, &flip_transpose(g, w));
+        return forward(&t, isa, dy, &flip_transpose(g, w));
     }
     let mut dx = vec![T::zero(); g.batch * g.image_len()];
     if dx.is_empty() {
@@ -456,10 +466,10 @@ fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
         .try_for_each(|(dx, dy)| {
             let dy = Mat::rows(dy, g.cout, g.n());
             if g.pointwise() {
-                gemm(dx, weight_t, dy, false)
+                gemm(isa, dx, weight_t, dy, false)
             } else {
                 T::with_scratch(g.k() * g.n(), |cols| {
-                    gemm(cols, weight_t, dy, false)?;
+                    gemm(isa, cols, weight_t, dy, false)?;
                     col2im(g, cols, dx);
                     Ok(())
                 })
@@ -474,19 +484,19 @@ fn images_per_chunk(batch: usize) -> usize {
     batch.div_ceil(16).max(1)
 }
 
-fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+fn weight_grad<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Vec<T>> {
     let len = g.cout * g.k();
     if g.batch == 0 || len == 0 || g.n() == 0 {
         return Ok(vec![T::zero(); len]);
     }
-    if let Some(dw) = Windows::new::<T>(g).and_then(|w| w.weight_grad(g, x, dy)) {
+    if let Some(dw) = Windows::new::<T>(g, isa).and_then(|w| w.weight_grad(g, x, dy)) {
         return dw;
     }
-    weight_grad_im2col(g, x, dy)
+    weight_grad_im2col(g, isa, x, dy)
 }
 
 /// [`weight_grad`] through im2col and a GEMM with the transposed column matrix.
-fn weight_grad_im2col<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+fn weight_grad_im2col<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Vec<T>> {
     let len = g.cout * g.k();
     let per = images_per_chunk(g.batch);
     let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
@@ -507,7 +517,7 @@ fn weight_grad_im2col<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T
                         im2col(g, x, cols);
                         Mat::rows(cols, g.k(), g.n()).t()
                     };
-                    gemm(&mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
+                    gemm(isa, &mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
                 }
                 Ok::<(), candle_core::Error>(())
             })?;
@@ -545,6 +555,8 @@ struct ConvOp {
     kind: Kind,
     stride: usize,
     pad: usize,
+    /// The path chosen when the forward op was recorded; its gradients copy it.
+    isa: Isa,
 }
 
 impl ConvOp {
@@ -563,7 +575,7 @@ impl ConvOp {
         match self.kind {
             Kind::Forward => {
                 let g = Geometry::new(d1, d2, self.stride, self.pad)?;
-                let y = forward(&g, a, b)?;
+                let y = forward(&g, self.isa, a, b)?;
                 Ok((into_storage(y), Shape::from((g.batch, g.cout, g.ho, g.wo))))
             }
             Kind::InputGrad { h, w } => {
@@ -574,7 +586,7 @@ impl ConvOp {
                 if d1 != [g.batch, g.cout, g.ho, g.wo] {
                     bail!("conv2d input gradient: gradient {d1:?} does not match {g:?}");
                 }
-                let dx = input_grad(&g, a, b)?;
+                let dx = input_grad(&g, self.isa, a, b)?;
                 Ok((into_storage(dx), Shape::from((batch, cin, h, w))))
             }
             Kind::WeightGrad { kh, kw } => {
@@ -585,7 +597,7 @@ impl ConvOp {
                 if d2 != [g.batch, g.cout, g.ho, g.wo] {
                     bail!("conv2d weight gradient: gradient {d2:?} does not match {g:?}");
                 }
-                let dw = weight_grad(&g, a, b)?;
+                let dw = weight_grad(&g, self.isa, a, b)?;
                 Ok((into_storage(dw), Shape::from((cout, cin, kh, kw))))
             }
         }
@@ -655,11 +667,13 @@ impl CustomOp2 for ConvOp {
 /// `conv2d(x, weight)` with square `stride` and zero `padding` on all sides, groups 1,
 /// dilation 1, as candle's `Tensor::conv2d(weight, padding, stride, 1, 1)`; x `[B, C, H, W]`,
 /// weight `[O, C, KH, KW]` (PyTorch's layout), f32 or f64 CPU tensors. Differentiable in both.
+/// Forward and backward run on the path [`isa()`](crate::isa()) gives when this is called.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let op = ConvOp {
         kind: Kind::Forward,
         stride,
         pad: padding,
+        isa: isa(),
     };
     x.contiguous()?.apply_op2(&weight.contiguous()?, op)
 }
@@ -721,12 +735,13 @@ mod tests {
                 }
                 t.elapsed().as_secs_f64() * 100.0
             };
-            let windows = Windows::new::<f32>(&g).is_some_and(|w| w.n >= MIN_DOT_LEN);
+            let isa = isa();
+            let windows = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
             let (a, b, a2, b2) = (
-                time(&|| weight_grad(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad_im2col(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad_im2col(&g, &x, &dy).unwrap()),
+                time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
             );
             println!(
                 "{c}x{hw}x{hw}: dispatched {:.2} ms (windows: {windows}), im2col {:.2} ms",

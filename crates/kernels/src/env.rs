@@ -1,11 +1,12 @@
 //! Reading this crate's environment variables, and the check binaries run at start-up.
 //!
-//! The library itself never fails on a bad value: [`crate::backend`] falls back to its
-//! default, since a library call has no good place to report it. A mistyped
+//! The library itself never fails on a bad value: [`crate::backend`] and [`crate::isa`] fall
+//! back to their defaults, since a library call has no good place to report it. A mistyped
 //! value silently ignored would measure the wrong thing, so binaries call [`check_env`] first
 //! and refuse to start.
 
 use crate::backend::Backend;
+use crate::isa::Isa;
 
 /// A variable this crate reads holds a value it does not know.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,14 +25,17 @@ pub struct EnvError {
 pub struct EnvChoice {
     /// From `PRUNEBENCH_KERNELS`.
     pub backend: Backend,
+    /// The ceiling from `PRUNEBENCH_ISA` ([`Isa::Avx512`], no ceiling, when unset).
+    pub isa_limit: Isa,
 }
 
-/// Checks `PRUNEBENCH_KERNELS`: an error naming the variable, its value and the accepted values
-/// if it is set to something unknown (or not UTF-8). Binaries call it at
+/// Checks `PRUNEBENCH_KERNELS` and `PRUNEBENCH_ISA`: an error naming the variable, its value and
+/// the accepted values if either is set to something unknown (or not UTF-8). Binaries call it at
 /// start-up and exit with its message.
 pub fn check_env() -> Result<EnvChoice, EnvError> {
     Ok(EnvChoice {
         backend: Backend::from_env()?.unwrap_or(Backend::Ours),
+        isa_limit: Isa::from_env()?.unwrap_or(Isa::Avx512),
     })
 }
 
@@ -77,6 +81,7 @@ pub(crate) fn parse_value<T>(
 mod tests {
     use super::*;
     use crate::backend::{BACKEND_NAMES, ENV_VAR};
+    use crate::isa::{ISA_NAMES, ISA_VAR};
 
     #[test]
     fn a_mistyped_backend_is_an_error_naming_variable_value_and_choices() {
@@ -100,6 +105,26 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_isa_is_an_error_and_known_ones_parse() {
+        let e = parse_value(ISA_VAR, ISA_NAMES, "avx3", true, Isa::parse).unwrap_err();
+        assert!(
+            e.to_string().starts_with("PRUNEBENCH_ISA=\"avx3\" is not"),
+            "{e}"
+        );
+        for (value, want) in [
+            ("portable", Isa::Portable),
+            ("AVX2", Isa::Avx2),
+            ("avx512", Isa::Avx512),
+            ("native", Isa::Avx512),
+        ] {
+            assert_eq!(
+                parse_value(ISA_VAR, ISA_NAMES, value, true, Isa::parse),
+                Ok(want)
+            );
+        }
+    }
+
+    #[test]
     fn a_value_that_is_not_utf8_is_refused_even_if_it_decodes_to_a_known_one() {
         assert!(parse_value(ENV_VAR, BACKEND_NAMES, "ours", false, Backend::parse).is_err());
     }
@@ -110,6 +135,12 @@ mod tests {
             assert!(
                 Backend::parse(name).is_some(),
                 "{ENV_VAR}: {name} listed but refused"
+            );
+        }
+        for name in ISA_NAMES.split(", ") {
+            assert!(
+                Isa::parse(name).is_some(),
+                "{ISA_VAR}: {name} listed but refused"
             );
         }
     }

@@ -15,8 +15,12 @@
 //! the thread count. [`use_ours`] tells a model which path to take for a tensor: ours on CPU
 //! when the [`Backend`] is [`Backend::Ours`] (the default; `PRUNEBENCH_KERNELS=candle` or
 //! [`set_backend`]/[`with_backend`] switch back), candle's built-in ops otherwise and always on
-//! CUDA. Binaries call [`check_env`] at start-up so that a mistyped `PRUNEBENCH_KERNELS` is an
-//! error.
+//! CUDA.
+//!
+//! Within ours, the [`Isa`] path is the widest the CPU has unless capped:
+//! `PRUNEBENCH_ISA=portable` (or `avx2`), [`set_isa`], or [`with_isa`] for one thread, so the
+//! AVX-512 code and the portable code can both run, and be compared, on one machine. Binaries
+//! call [`check_env`] at start-up so that a mistyped value of either variable is an error.
 //!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
@@ -47,6 +51,7 @@ mod batch_norm;
 mod conv;
 mod elementwise;
 mod env;
+mod isa;
 mod matmul;
 mod simd;
 mod storage;
@@ -57,3 +62,4 @@ pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
 pub use elementwise::add_relu;
 pub use env::{EnvChoice, EnvError, check_env};
+pub use isa::{ISA_VAR, Isa, detected_isa, isa, set_isa, with_isa};

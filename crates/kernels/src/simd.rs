@@ -6,7 +6,10 @@
 //! them: the task's `run`, marked `#[inline(always)]`, is inlined there and its loops vectorised
 //! 8 wide. (A closure is not enough: LLVM keeps a large closure out of line, compiled for the
 //! baseline.) Rust does not fuse a multiply and an add into an FMA on its own, so results are
-//! bit-identical to the baseline build.
+//! bit-identical to the baseline build. [`Isa::Portable`] (below [`Isa::Avx2`]) runs the
+//! baseline copy on any CPU.
+
+use crate::isa::Isa;
 
 /// A loop to run with [`wide`]. Implementations mark `run` `#[inline(always)]`.
 pub(crate) trait Wide {
@@ -14,18 +17,19 @@ pub(crate) trait Wide {
     fn run(self) -> Self::Out;
 }
 
-/// Runs `task`, compiled for AVX2 + FMA where this CPU has them. Call it inside each rayon task
-/// (not around a parallel iterator: the tasks run on other threads, outside the compiled copy).
+/// Runs `task`, compiled for AVX2 + FMA where `isa` allows it and this CPU has them. Call it
+/// inside each rayon task (not around a parallel iterator: the tasks run on other threads,
+/// outside the compiled copy).
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn wide<K: Wide>(task: K) -> K::Out {
+pub(crate) fn wide<K: Wide>(isa: Isa, task: K) -> K::Out {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<K: Wide>(task: K) -> K::Out {
             task.run()
         }
-        if has_avx2() {
+        if isa >= Isa::Avx2 && has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time by `has_avx2`).
             return unsafe { avx2(task) };
         }
@@ -43,9 +47,11 @@ fn has_avx2() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     struct Sum<'a>(&'a [f32]);
 
-    impl super::Wide for Sum<'_> {
+    impl Wide for Sum<'_> {
         type Out = f64;
         #[inline(always)]
         fn run(self) -> f64 {
@@ -54,11 +60,13 @@ mod tests {
     }
 
     #[test]
-    fn runs_the_task_and_returns_its_value() {
+    fn runs_the_task_and_returns_its_value_on_every_path() {
         let v: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();
-        assert_eq!(
-            super::wide(Sum(&v)),
-            (0..1000).map(|i| i as f64 * 0.5).sum::<f64>()
-        );
+        for isa in Isa::ALL {
+            assert_eq!(
+                wide(isa, Sum(&v)),
+                (0..1000).map(|i| i as f64 * 0.5).sum::<f64>()
+            );
+        }
     }
 }

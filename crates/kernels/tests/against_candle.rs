@@ -1,10 +1,21 @@
 //! Our kernels against candle's built-in ops (values and gradients, f32 and f64) and against
 //! finite differences (f64), on the odd shapes pruning leaves: one channel, widths that are no
-//! multiple of 16, stride 2, padding 0 and 1, batch 1, 1x1 convs.
+//! multiple of 16, stride 2, padding 0 and 1, batch 1, 1x1 convs; each on every [`Isa`] path
+//! this CPU runs.
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::BatchNorm;
-use kernels::{BatchNormConfig, batch_norm_eval, batch_norm_train, conv2d};
+use kernels::{BatchNormConfig, Isa, batch_norm_eval, batch_norm_train, conv2d, with_isa};
+
+/// The paths to compare on this CPU, narrowest first; says on stderr which it lacks, so that a
+/// pass here is not read as a check of those.
+fn paths(test: &str) -> Vec<Isa> {
+    let (run, missing): (Vec<Isa>, Vec<Isa>) = Isa::ALL.into_iter().partition(|i| i.supported());
+    if !missing.is_empty() {
+        eprintln!("{test}: this CPU lacks {missing:?}: only {run:?} checked");
+    }
+    run
+}
 
 /// (batch, in channels, height, width, out channels, kernel, stride, padding)
 type ConvShape = (usize, usize, usize, usize, usize, usize, usize, usize);
@@ -87,6 +98,12 @@ fn conv_run(
 
 #[test]
 fn conv_matches_candle_values_and_gradients() {
+    for isa in paths("conv against candle") {
+        with_isa(isa, || conv_matches_candle(isa));
+    }
+}
+
+fn conv_matches_candle(isa: Isa) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
         for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
@@ -105,7 +122,7 @@ fn conv_matches_candle_values_and_gradients() {
                 ("weight grad", &ours.2, &theirs.2),
             ] {
                 let d = max_rel_diff(a, b);
-                assert!(d < tol, "{dtype:?} shape #{i} {what}: rel diff {d}");
+                assert!(d < tol, "{isa} {dtype:?} shape #{i} {what}: rel diff {d}");
             }
         }
     }
@@ -190,6 +207,12 @@ fn bn_params(c: usize, dtype: DType, seed: u64) -> (Var, Var, Tensor, Tensor) {
 
 #[test]
 fn batch_norm_matches_candle_in_training_and_evaluation() {
+    for isa in paths("batch norm against candle") {
+        with_isa(isa, || batch_norm_matches_candle(isa));
+    }
+}
+
+fn batch_norm_matches_candle(isa: Isa) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 5e-5 } else { 1e-10 };
         for (i, &(shape, relu)) in BN_SHAPES.iter().enumerate() {
@@ -240,7 +263,7 @@ fn batch_norm_matches_candle_in_training_and_evaluation() {
                 if relu {
                     y_theirs = y_theirs.relu().unwrap();
                 }
-                let what = format!("{dtype:?} {shape:?} relu {relu} train {train}");
+                let what = format!("{isa} {dtype:?} {shape:?} relu {relu} train {train}");
                 assert!(max_rel_diff(&y_ours, &y_theirs) < tol, "{what}: output");
                 assert!(
                     max_rel_diff(ours_rm.as_tensor(), candle_bn.running_mean()) < tol,
@@ -335,6 +358,13 @@ fn batch_norm_gradients_match_finite_differences() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
+    // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked.
+    for isa in paths("thread count") {
+        same_bits_on_1_and_3_threads(isa);
+    }
+}
+
+fn same_bits_on_1_and_3_threads(isa: Isa) {
     let x = Var::from_tensor(&randn(&[19, 12, 10, 10], DType::F32, 1)).unwrap();
     let w = Var::from_tensor(&randn(&[20, 12, 3, 3], DType::F32, 2)).unwrap();
     let (gamma, beta, rm, rv) = bn_params(20, DType::F32, 3);
@@ -343,33 +373,37 @@ fn results_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
+        // `install` runs the closure on a pool thread, where no ceiling is set: set it there,
+        // where the ops are recorded (they carry it to the threads they run on).
         pool.install(|| {
-            let (m, v) = (
-                Var::from_tensor(&rm.copy().unwrap()).unwrap(),
-                Var::from_tensor(&rv.copy().unwrap()).unwrap(),
-            );
-            let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
-            let config = BatchNormConfig {
-                relu: true,
-                ..Default::default()
-            };
-            let z =
-                batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &m, &v, config).unwrap();
-            let g = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            [
-                z,
-                g.get(x.as_tensor()).unwrap().clone(),
-                g.get(w.as_tensor()).unwrap().clone(),
-                g.get(gamma.as_tensor()).unwrap().clone(),
-                m.as_tensor().clone(),
-                v.as_tensor().clone(),
-            ]
-            .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            with_isa(isa, || {
+                let (m, v) = (
+                    Var::from_tensor(&rm.copy().unwrap()).unwrap(),
+                    Var::from_tensor(&rv.copy().unwrap()).unwrap(),
+                );
+                let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+                let config = BatchNormConfig {
+                    relu: true,
+                    ..Default::default()
+                };
+                let z = batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &m, &v, config)
+                    .unwrap();
+                let g = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                [
+                    z,
+                    g.get(x.as_tensor()).unwrap().clone(),
+                    g.get(w.as_tensor()).unwrap().clone(),
+                    g.get(gamma.as_tensor()).unwrap().clone(),
+                    m.as_tensor().clone(),
+                    v.as_tensor().clone(),
+                ]
+                .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
         })
     };
     let one = run(1);
-    assert_eq!(one, run(3), "bitwise equal on 1 and 3 threads");
-    assert_eq!(one, run(1), "and from run to run");
+    assert_eq!(one, run(3), "{isa}: bitwise equal on 1 and 3 threads");
+    assert_eq!(one, run(1), "{isa}: and from run to run");
 }
 
 #[test]
@@ -392,6 +426,12 @@ fn conv_agrees_with_candle_nn_conv2d_module() {
 
 #[test]
 fn add_relu_matches_candle_values_and_gradients() {
+    for isa in paths("add_relu against candle") {
+        with_isa(isa, || add_relu_matches_candle(isa));
+    }
+}
+
+fn add_relu_matches_candle(isa: Isa) {
     for (i, shape) in [&[3usize, 5, 7, 7][..], &[1, 1, 2, 3], &[2, 40000]]
         .iter()
         .enumerate()
@@ -414,7 +454,7 @@ fn add_relu_matches_candle_values_and_gradients() {
                 go.get(v.as_tensor()).unwrap(),
                 gt.get(v.as_tensor()).unwrap(),
             );
-            assert_eq!(d, 0.0, "shape {shape:?}");
+            assert_eq!(d, 0.0, "{isa} shape {shape:?}");
         }
     }
 }
