@@ -415,7 +415,8 @@ mod tests {
 
     #[test]
     fn dot_products_match_a_naive_sum_with_tails() {
-        // No portable twin: other paths take im2col for the weight gradient.
+        // No portable twin: other paths take im2col for the weight gradient, checked against
+        // this one and candle by conv's `windowed_weight_grad_matches_candle_on_every_path`.
         if !available() {
             eprintln!("no AVX-512 on this CPU: dot_products NOT checked");
             return;

@@ -714,6 +714,102 @@ mod tests {
         assert!(conv2d(&x, &w, 0, 1).is_err());
     }
 
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Largest |a - b| over the largest |b|.
+    fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+        diff / scale
+    }
+
+    /// Our f32 weight gradient where it takes the windowed kernel (`Windows::weight_grad`,
+    /// only for gradient lines of `MIN_DOT_LEN` = 512 values or more, at the padded width),
+    /// against candle's conv2d backward in f64, through both paths. The shapes of the other
+    /// tests all have shorter lines, so without these the windowed gradient would be checked
+    /// only by training.
+    #[test]
+    fn windowed_weight_grad_matches_candle_on_every_path() {
+        use candle_core::{Device, Var};
+        // Largest relative error allowed, against the largest weight-gradient value: f32 sums
+        // of 2,000-9,000 products of values in [-1, 1] (measured: about 1e-7).
+        const TOL: f64 = 1e-5;
+        // (batch, cin, h, w, cout, k, pad): lines of 31 * 34 + 32 = 1086 values (CIFAR's first
+        // stage), of 21 * 24 + 22 = 526 (no padding: the image is read unpadded), and a 5x5
+        // kernel on a non-square image; batch 18 puts two images in each partial sum.
+        let shapes = [
+            (3, 5, 32, 32, 7, 3, 1),
+            (18, 3, 24, 24, 4, 3, 0),
+            (2, 2, 30, 33, 3, 5, 2),
+        ];
+        for (i, &(b, cin, h, w, cout, k, pad)) in shapes.iter().enumerate() {
+            let g = Geometry::new(&[b, cin, h, w], &[cout, cin, k, k], 1, pad).unwrap();
+            let (xv, wv) = (
+                values(g.batch * g.image_len(), i as u64),
+                values(cout * g.k(), 10 + i as u64),
+            );
+            let r = values(g.batch * g.out_image_len(), 20 + i as u64);
+            let tensor = |v: &[f32], dims: &[usize], dtype: DType| {
+                Tensor::from_slice(v, dims, &Device::Cpu)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .unwrap()
+            };
+            let y_dims = [b, cout, g.ho, g.wo];
+            // candle's reference, in f64 so its own rounding does not count against ours.
+            let (x64, w64) = (
+                Var::from_tensor(&tensor(&xv, &[b, cin, h, w], DType::F64)).unwrap(),
+                Var::from_tensor(&tensor(&wv, &[cout, cin, k, k], DType::F64)).unwrap(),
+            );
+            let y = x64
+                .as_tensor()
+                .conv2d(w64.as_tensor(), pad, 1, 1, 1)
+                .unwrap();
+            let grads = (y * tensor(&r, &y_dims, DType::F64))
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .unwrap();
+            let read = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let want_dw = read(grads.get(w64.as_tensor()).unwrap());
+            let want_dx = read(grads.get(x64.as_tensor()).unwrap());
+            for isa in crate::isa::test_paths("windowed weight gradient") {
+                // Each path runs its own code: windows on AVX-512, im2col + `gemm` below it.
+                let windowed = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
+                assert_eq!(windowed, isa == Isa::Avx512, "shape #{i} on {isa}");
+                let (x32, w32) = (
+                    Var::from_tensor(&tensor(&xv, &[b, cin, h, w], DType::F32)).unwrap(),
+                    Var::from_tensor(&tensor(&wv, &[cout, cin, k, k], DType::F32)).unwrap(),
+                );
+                let grads = crate::with_isa(isa, || {
+                    let y = conv2d(x32.as_tensor(), w32.as_tensor(), 1, pad)?;
+                    (y * tensor(&r, &y_dims, DType::F32))?.sum_all()?.backward()
+                })
+                .unwrap();
+                let read = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let dw = rel_diff(&read(grads.get(w32.as_tensor()).unwrap()), &want_dw);
+                let dx = rel_diff(&read(grads.get(x32.as_tensor()).unwrap()), &want_dx);
+                eprintln!(
+                    "shape #{i} on {isa}: weight grad rel diff {dw:.1e}, input grad {dx:.1e}"
+                );
+                assert!(dw < TOL, "shape #{i} on {isa}: weight grad rel diff {dw}");
+                assert!(dx < TOL, "shape #{i} on {isa}: input grad rel diff {dx}");
+            }
+        }
+    }
+
     /// Not a test: ms per weight gradient, windows against im2col, on the ResNet-56 shapes at
     /// batch 64: `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
     #[test]
