@@ -488,3 +488,86 @@ fn gradients_reach_only_what_tracks_them() {
         0.0
     );
 }
+
+/// Every output and gradient of BatchNorm (training and evaluation, with and without the ReLU)
+/// and of `add_relu`, as bits, on path `isa`.
+fn elementwise_bits(isa: Isa, shape: &[usize], seed: u64) -> Vec<Vec<u64>> {
+    with_isa(isa, || {
+        let mut out = Vec::new();
+        let bits = |t: &Tensor| -> Vec<u64> {
+            let t = t.flatten_all().unwrap();
+            match t.dtype() {
+                DType::F32 => t
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| u64::from(v.to_bits()))
+                    .collect(),
+                _ => t
+                    .to_vec1::<f64>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            }
+        };
+        for dtype in [DType::F32, DType::F64] {
+            let x = Var::from_tensor(&randn(shape, dtype, seed)).unwrap();
+            let r = randn(shape, dtype, seed + 1);
+            for relu in [false, true] {
+                let config = BatchNormConfig {
+                    relu,
+                    ..Default::default()
+                };
+                let (gamma, beta, rm, rv) = bn_params(shape[1], dtype, seed + 2);
+                let m = Var::from_tensor(&rm.copy().unwrap()).unwrap();
+                let v = Var::from_tensor(&rv.copy().unwrap()).unwrap();
+                let (g, b) = (gamma.as_tensor(), beta.as_tensor());
+                for y in [
+                    batch_norm_train(x.as_tensor(), g, b, &m, &v, config).unwrap(),
+                    batch_norm_eval(x.as_tensor(), g, b, &rm, &rv, config).unwrap(),
+                ] {
+                    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    out.push(bits(&y));
+                    for t in [x.as_tensor(), g, b] {
+                        out.push(bits(grads.get(t).unwrap()));
+                    }
+                }
+                out.push(bits(m.as_tensor()));
+                out.push(bits(v.as_tensor()));
+            }
+            let b = Var::from_tensor(&randn(shape, dtype, seed + 3)).unwrap();
+            let y = kernels::add_relu(x.as_tensor(), b.as_tensor()).unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            out.push(bits(&y));
+            out.push(bits(grads.get(x.as_tensor()).unwrap()));
+        }
+        out
+    })
+}
+
+#[test]
+fn avx2_copies_give_the_bits_of_the_portable_code() {
+    if !Isa::Avx2.supported() {
+        eprintln!("no AVX2 + FMA on this CPU: the AVX2 copies NOT compared (only portable ran)");
+    }
+    // Planes of every length 1..=33 (each tail of 8- and 16-wide vectors, in BatchNorm's
+    // per-plane loops and sums) and longer ones, odd channel counts, and a BatchNorm1d input.
+    let mut shapes: Vec<Vec<usize>> = (1..=33).map(|hw| vec![2, 3, 1, hw]).collect();
+    shapes.extend([
+        vec![3, 5, 7, 9],
+        vec![2, 4, 32, 33],
+        vec![33, 7],
+        vec![1, 2, 20001],
+    ]);
+    for (i, shape) in shapes.iter().enumerate() {
+        let portable = elementwise_bits(Isa::Portable, shape, 500 + i as u64);
+        if Isa::Avx2.supported() {
+            let avx2 = elementwise_bits(Isa::Avx2, shape, 500 + i as u64);
+            assert!(
+                portable == avx2,
+                "shape {shape:?}: AVX2 and portable bits differ"
+            );
+        }
+    }
+}
