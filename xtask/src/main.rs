@@ -71,6 +71,10 @@ fn main() -> std::process::ExitCode {
     unsafe {
         kernels::configure_process()
     };
+    if let Err(e) = kernels::check_env() {
+        eprintln!("xtask: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.task {
         Command::Reproduce(args) => reproduce::run(args),

@@ -54,6 +54,10 @@ fn main() -> ExitCode {
     unsafe {
         kernels::configure_process()
     };
+    if let Err(e) = kernels::check_env() {
+        eprintln!("prunebench: {e}");
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

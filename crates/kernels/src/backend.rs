@@ -1,7 +1,8 @@
 //! The runtime switch between candle's built-in ops and ours.
 //!
 //! The process-wide choice comes from `PRUNEBENCH_KERNELS` (`ours`, the default, or `candle`),
-//! read once, or from [`set_backend`]; [`with_backend`] overrides it for the calling thread only,
+//! read once (an unknown value is ignored here; binaries refuse it with [`crate::check_env`]),
+//! or from [`set_backend`]; [`with_backend`] overrides it for the calling thread only,
 //! so a benchmark or a test can run both in one process without racing other threads. The choice
 //! is made when an op is recorded (forward), so the backward pass follows it automatically.
 
@@ -22,6 +23,10 @@ pub enum Backend {
 /// The environment variable read once for the process-wide default.
 pub const ENV_VAR: &str = "PRUNEBENCH_KERNELS";
 
+/// The values [`Backend::parse`] takes, as an error message lists them (it also takes the
+/// aliases `builtin`, `built-in` and `kernels`).
+pub(crate) const BACKEND_NAMES: &str = "candle, ours";
+
 impl Backend {
     /// Parses `candle` or `ours` (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
@@ -32,13 +37,11 @@ impl Backend {
         }
     }
 
-    /// The backend `PRUNEBENCH_KERNELS` asks for: `Ok(None)` when unset, `Err(value)` when the
-    /// value is neither `candle` nor `ours` (binaries should report it; [`backend`] ignores it).
-    pub fn from_env() -> Result<Option<Self>, String> {
-        match std::env::var(ENV_VAR) {
-            Ok(v) => Self::parse(&v).map(Some).ok_or(v),
-            Err(_) => Ok(None),
-        }
+    /// The backend `PRUNEBENCH_KERNELS` asks for: `Ok(None)` when unset, an error naming the
+    /// value when it is neither `candle` nor `ours` or not UTF-8 (binaries report it, see
+    /// [`crate::check_env`]; [`backend`] ignores it).
+    pub fn from_env() -> Result<Option<Self>, crate::EnvError> {
+        crate::env::read(ENV_VAR, BACKEND_NAMES, Self::parse)
     }
 
     /// Its name as `PRUNEBENCH_KERNELS` spells it.
@@ -80,6 +83,7 @@ pub fn backend() -> Backend {
         1 => Backend::Candle,
         2 => Backend::Ours,
         _ => {
+            // A bad value falls back to the default rather than failing a library call.
             let b = Backend::from_env().ok().flatten().unwrap_or(Backend::Ours);
             // A racing `set_backend` wins over the environment.
             let _ = GLOBAL.compare_exchange(0, encode(b), Ordering::Relaxed, Ordering::Relaxed);

@@ -13,6 +13,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use crate::isa::{Isa, isa};
 use crate::matmul::Float;
 use crate::simd::{Wide, wide};
 use crate::storage::{contiguous_slice, into_storage};
@@ -185,6 +186,8 @@ struct BnOp {
     stats: Stats,
     relu: bool,
     saved: Arc<OnceLock<Arc<Saved>>>,
+    /// The path chosen when the op was recorded; its backward pass takes it too.
+    isa: Isa,
 }
 
 fn to_f64<T: Float>(v: &[T]) -> Vec<f64> {
@@ -224,7 +227,7 @@ impl BnOp {
                 }
                 let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
                     .into_par_iter()
-                    .map(|ch| wide(ChannelStats { x, b, c, hw, ch }))
+                    .map(|ch| wide(self.isa, ChannelStats { x, b, c, hw, ch }))
                     .unzip();
                 (mean, var, *eps)
             }
@@ -254,7 +257,7 @@ impl BnOp {
                 .enumerate()
                 .for_each(|(p, (y, x))| {
                     let (a, b) = (st[p % c], sh[p % c]);
-                    wide(ScaleShift { y, x, a, b, relu });
+                    wide(self.isa, ScaleShift { y, x, a, b, relu });
                 });
         }
         let _ = self.saved.set(Arc::new(Saved {
@@ -306,6 +309,7 @@ impl CustomOp3 for BnOp {
             saved: saved.clone(),
             relu: self.relu,
             train: matches!(self.stats, Stats::Batch { .. }),
+            isa: self.isa,
         };
         let packed = x.apply_op2_no_bwd(&dy.contiguous()?, &op)?;
         let (n, c) = (x.elem_count(), saved.mean.len());
@@ -322,6 +326,7 @@ struct BnBackward {
     saved: Arc<Saved>,
     relu: bool,
     train: bool,
+    isa: Isa,
 }
 
 impl BnBackward {
@@ -377,12 +382,15 @@ impl BnBackward {
                     invstd: s.invstd[ch],
                     gamma: s.gamma[ch],
                 };
-                wide(BackwardTask {
-                    k: &k,
-                    planes: &mut planes,
-                    x,
-                    dy,
-                })
+                wide(
+                    self.isa,
+                    BackwardTask {
+                        k: &k,
+                        planes: &mut planes,
+                        x,
+                        dy,
+                    },
+                )
             })
             .collect();
         let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
@@ -520,6 +528,7 @@ pub fn batch_norm_train(
         stats: Stats::Batch { eps: config.eps },
         relu: config.relu,
         saved: saved.clone(),
+        isa: isa(),
     };
     let y = x
         .contiguous()?
@@ -569,6 +578,7 @@ pub fn batch_norm_eval(
         },
         relu: config.relu,
         saved: Arc::new(OnceLock::new()),
+        isa: isa(),
     };
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)

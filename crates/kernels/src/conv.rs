@@ -10,6 +10,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::isa::{Isa, isa};
 use crate::matmul::{Float, Mat, gemm};
 use crate::storage::{contiguous_slice, into_storage};
 
@@ -228,6 +229,8 @@ const MIN_DOT_LEN: usize = 512;
 /// line being junk that is dropped afterwards. The GEMM reads those windows in place
 /// ([`Float::gemm_rows`]), which saves writing and re-reading nine copies of the image.
 struct Windows {
+    /// The path these windows were made for (one with a windowed GEMM).
+    isa: Isa,
     /// Padded height and width.
     hp: usize,
     wp: usize,
@@ -238,13 +241,14 @@ struct Windows {
 }
 
 impl Windows {
-    fn new<T: Float>(g: &Geometry) -> Option<Self> {
+    /// `None` where `isa`, this CPU or `T` has no windowed GEMM, or the conv is not stride 1.
+    fn new<T: Float>(g: &Geometry, isa: Isa) -> Option<Self> {
         if g.stride != 1 || g.pointwise() {
             return None;
         }
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         let n = (g.ho - 1) * wp + g.wo;
-        if !T::has_gemm_rows(n) {
+        if !T::has_gemm_rows(isa, n) {
             return None;
         }
         let mut rows = Vec::with_capacity(g.k());
@@ -255,7 +259,13 @@ impl Windows {
                 }
             }
         }
-        Some(Self { hp, wp, n, rows })
+        Some(Self {
+            isa,
+            hp,
+            wp,
+            n,
+            rows,
+        })
     }
 
     /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`.
@@ -275,7 +285,7 @@ impl Windows {
                 pad_image(g, self.wp, x, padded);
                 padded
             };
-            if !T::gemm_rows(wide, self.n, weight, image, &self.rows, self.n) {
+            if !T::gemm_rows(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
                 bail!("conv2d: no windowed GEMM for {g:?}");
             }
             for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
@@ -338,7 +348,7 @@ impl Windows {
                     }
                     let b: &[T] = if g.pad == 0 { xs } else { padded };
                     T::dot_products(
-                        &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
+                        self.isa, &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
                     )
                 });
                 done.then_some(acc)
@@ -382,13 +392,13 @@ fn pad_image<T: Float>(g: &Geometry, wp: usize, x: &[T], padded: &mut [T]) {
     }
 }
 
-fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
+fn forward<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T]) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); g.batch * g.out_image_len()];
     if out.is_empty() {
         return Ok(out);
     }
     let weight = Mat::rows(w, g.cout, g.k());
-    if let Some(windows) = Windows::new::<T>(g) {
+    if let Some(windows) = Windows::new::<T>(g, isa) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
             .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
@@ -398,11 +408,11 @@ fn forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Result<Vec<T>> {
         .zip(x.par_chunks(g.image_len()))
         .try_for_each(|(out, x)| {
             if g.pointwise() {
-                gemm(out, weight, Mat::rows(x, g.k(), g.n()), false)
+                gemm(isa, out, weight, Mat::rows(x, g.k(), g.n()), false)
             } else {
                 T::with_scratch(g.k() * g.n(), |cols| {
                     im2col(g, x, cols);
-                    gemm(out, weight, Mat::rows(cols, g.k(), g.n()), false)
+                    gemm(isa, out, weight, Mat::rows(cols, g.k(), g.n()), false)
                 })
             }
         })?;
@@ -442,9 +452,9 @@ fn flip_transpose<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     out
 }
 
-fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
+fn input_grad<T: Float>(g: &Geometry, isa: Isa, dy: &[T], w: &[T]) -> Result<Vec<T>> {
     if let Some(t) = flipped_geometry(g) {
-        return forward(&t, dy, &flip_transpose(g, w));
+        return forward(&t, isa, dy, &flip_transpose(g, w));
     }
     let mut dx = vec![T::zero(); g.batch * g.image_len()];
     if dx.is_empty() {
@@ -456,10 +466,10 @@ fn input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Result<Vec<T>> {
         .try_for_each(|(dx, dy)| {
             let dy = Mat::rows(dy, g.cout, g.n());
             if g.pointwise() {
-                gemm(dx, weight_t, dy, false)
+                gemm(isa, dx, weight_t, dy, false)
             } else {
                 T::with_scratch(g.k() * g.n(), |cols| {
-                    gemm(cols, weight_t, dy, false)?;
+                    gemm(isa, cols, weight_t, dy, false)?;
                     col2im(g, cols, dx);
                     Ok(())
                 })
@@ -474,19 +484,19 @@ fn images_per_chunk(batch: usize) -> usize {
     batch.div_ceil(16).max(1)
 }
 
-fn weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+fn weight_grad<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Vec<T>> {
     let len = g.cout * g.k();
     if g.batch == 0 || len == 0 || g.n() == 0 {
         return Ok(vec![T::zero(); len]);
     }
-    if let Some(dw) = Windows::new::<T>(g).and_then(|w| w.weight_grad(g, x, dy)) {
+    if let Some(dw) = Windows::new::<T>(g, isa).and_then(|w| w.weight_grad(g, x, dy)) {
         return dw;
     }
-    weight_grad_im2col(g, x, dy)
+    weight_grad_im2col(g, isa, x, dy)
 }
 
 /// [`weight_grad`] through im2col and a GEMM with the transposed column matrix.
-fn weight_grad_im2col<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+fn weight_grad_im2col<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Vec<T>> {
     let len = g.cout * g.k();
     let per = images_per_chunk(g.batch);
     let cols_len = if g.pointwise() { 0 } else { g.k() * g.n() };
@@ -507,7 +517,7 @@ fn weight_grad_im2col<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Result<Vec<T
                         im2col(g, x, cols);
                         Mat::rows(cols, g.k(), g.n()).t()
                     };
-                    gemm(&mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
+                    gemm(isa, &mut acc, Mat::rows(dy, g.cout, g.n()), cols_t, i > 0)?;
                 }
                 Ok::<(), candle_core::Error>(())
             })?;
@@ -545,6 +555,8 @@ struct ConvOp {
     kind: Kind,
     stride: usize,
     pad: usize,
+    /// The path chosen when the forward op was recorded; its gradients copy it.
+    isa: Isa,
 }
 
 impl ConvOp {
@@ -563,7 +575,7 @@ impl ConvOp {
         match self.kind {
             Kind::Forward => {
                 let g = Geometry::new(d1, d2, self.stride, self.pad)?;
-                let y = forward(&g, a, b)?;
+                let y = forward(&g, self.isa, a, b)?;
                 Ok((into_storage(y), Shape::from((g.batch, g.cout, g.ho, g.wo))))
             }
             Kind::InputGrad { h, w } => {
@@ -574,7 +586,7 @@ impl ConvOp {
                 if d1 != [g.batch, g.cout, g.ho, g.wo] {
                     bail!("conv2d input gradient: gradient {d1:?} does not match {g:?}");
                 }
-                let dx = input_grad(&g, a, b)?;
+                let dx = input_grad(&g, self.isa, a, b)?;
                 Ok((into_storage(dx), Shape::from((batch, cin, h, w))))
             }
             Kind::WeightGrad { kh, kw } => {
@@ -585,7 +597,7 @@ impl ConvOp {
                 if d2 != [g.batch, g.cout, g.ho, g.wo] {
                     bail!("conv2d weight gradient: gradient {d2:?} does not match {g:?}");
                 }
-                let dw = weight_grad(&g, a, b)?;
+                let dw = weight_grad(&g, self.isa, a, b)?;
                 Ok((into_storage(dw), Shape::from((cout, cin, kh, kw))))
             }
         }
@@ -655,11 +667,13 @@ impl CustomOp2 for ConvOp {
 /// `conv2d(x, weight)` with square `stride` and zero `padding` on all sides, groups 1,
 /// dilation 1, as candle's `Tensor::conv2d(weight, padding, stride, 1, 1)`; x `[B, C, H, W]`,
 /// weight `[O, C, KH, KW]` (PyTorch's layout), f32 or f64 CPU tensors. Differentiable in both.
+/// Forward and backward run on the path [`isa()`](crate::isa()) gives when this is called.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let op = ConvOp {
         kind: Kind::Forward,
         stride,
         pad: padding,
+        isa: isa(),
     };
     x.contiguous()?.apply_op2(&weight.contiguous()?, op)
 }
@@ -700,6 +714,102 @@ mod tests {
         assert!(conv2d(&x, &w, 0, 1).is_err());
     }
 
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Largest |a - b| over the largest |b|.
+    fn rel_diff(a: &[f32], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+        diff / scale
+    }
+
+    /// Our f32 weight gradient where it takes the windowed kernel (`Windows::weight_grad`,
+    /// only for gradient lines of `MIN_DOT_LEN` = 512 values or more, at the padded width),
+    /// against candle's conv2d backward in f64, through both paths. The shapes of the other
+    /// tests all have shorter lines, so without these the windowed gradient would be checked
+    /// only by training.
+    #[test]
+    fn windowed_weight_grad_matches_candle_on_every_path() {
+        use candle_core::{Device, Var};
+        // Largest relative error allowed, against the largest weight-gradient value: f32 sums
+        // of 2,000-9,000 products of values in [-1, 1] (measured: about 1e-7).
+        const TOL: f64 = 1e-5;
+        // (batch, cin, h, w, cout, k, pad): lines of 31 * 34 + 32 = 1086 values (CIFAR's first
+        // stage), of 21 * 24 + 22 = 526 (no padding: the image is read unpadded), and a 5x5
+        // kernel on a non-square image; batch 18 puts two images in each partial sum.
+        let shapes = [
+            (3, 5, 32, 32, 7, 3, 1),
+            (18, 3, 24, 24, 4, 3, 0),
+            (2, 2, 30, 33, 3, 5, 2),
+        ];
+        for (i, &(b, cin, h, w, cout, k, pad)) in shapes.iter().enumerate() {
+            let g = Geometry::new(&[b, cin, h, w], &[cout, cin, k, k], 1, pad).unwrap();
+            let (xv, wv) = (
+                values(g.batch * g.image_len(), i as u64),
+                values(cout * g.k(), 10 + i as u64),
+            );
+            let r = values(g.batch * g.out_image_len(), 20 + i as u64);
+            let tensor = |v: &[f32], dims: &[usize], dtype: DType| {
+                Tensor::from_slice(v, dims, &Device::Cpu)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .unwrap()
+            };
+            let y_dims = [b, cout, g.ho, g.wo];
+            // candle's reference, in f64 so its own rounding does not count against ours.
+            let (x64, w64) = (
+                Var::from_tensor(&tensor(&xv, &[b, cin, h, w], DType::F64)).unwrap(),
+                Var::from_tensor(&tensor(&wv, &[cout, cin, k, k], DType::F64)).unwrap(),
+            );
+            let y = x64
+                .as_tensor()
+                .conv2d(w64.as_tensor(), pad, 1, 1, 1)
+                .unwrap();
+            let grads = (y * tensor(&r, &y_dims, DType::F64))
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .unwrap();
+            let read = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let want_dw = read(grads.get(w64.as_tensor()).unwrap());
+            let want_dx = read(grads.get(x64.as_tensor()).unwrap());
+            for isa in crate::isa::test_paths("windowed weight gradient") {
+                // Each path runs its own code: windows on AVX-512, im2col + `gemm` below it.
+                let windowed = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
+                assert_eq!(windowed, isa == Isa::Avx512, "shape #{i} on {isa}");
+                let (x32, w32) = (
+                    Var::from_tensor(&tensor(&xv, &[b, cin, h, w], DType::F32)).unwrap(),
+                    Var::from_tensor(&tensor(&wv, &[cout, cin, k, k], DType::F32)).unwrap(),
+                );
+                let grads = crate::with_isa(isa, || {
+                    let y = conv2d(x32.as_tensor(), w32.as_tensor(), 1, pad)?;
+                    (y * tensor(&r, &y_dims, DType::F32))?.sum_all()?.backward()
+                })
+                .unwrap();
+                let read = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let dw = rel_diff(&read(grads.get(w32.as_tensor()).unwrap()), &want_dw);
+                let dx = rel_diff(&read(grads.get(x32.as_tensor()).unwrap()), &want_dx);
+                eprintln!(
+                    "shape #{i} on {isa}: weight grad rel diff {dw:.1e}, input grad {dx:.1e}"
+                );
+                assert!(dw < TOL, "shape #{i} on {isa}: weight grad rel diff {dw}");
+                assert!(dx < TOL, "shape #{i} on {isa}: input grad rel diff {dx}");
+            }
+        }
+    }
+
     /// Not a test: ms per weight gradient, windows against im2col, on the ResNet-56 shapes at
     /// batch 64: `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
     #[test]
@@ -721,12 +831,13 @@ mod tests {
                 }
                 t.elapsed().as_secs_f64() * 100.0
             };
-            let windows = Windows::new::<f32>(&g).is_some_and(|w| w.n >= MIN_DOT_LEN);
+            let isa = isa();
+            let windows = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
             let (a, b, a2, b2) = (
-                time(&|| weight_grad(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad_im2col(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad(&g, &x, &dy).unwrap()),
-                time(&|| weight_grad_im2col(&g, &x, &dy).unwrap()),
+                time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
             );
             println!(
                 "{c}x{hw}x{hw}: dispatched {:.2} ms (windows: {windows}), im2col {:.2} ms",

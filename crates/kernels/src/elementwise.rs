@@ -5,6 +5,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::isa::{Isa, isa};
 use crate::matmul::Float;
 use crate::simd::{Wide, wide};
 use crate::storage::{contiguous_slice, into_storage};
@@ -12,11 +13,11 @@ use crate::storage::{contiguous_slice, into_storage};
 /// Elements per rayon task: large enough to amortise scheduling, small enough to split a layer.
 const CHUNK: usize = 1 << 14;
 
-/// `(a, b) -> relu(a + b)`, differentiable in both.
-struct AddRelu;
+/// `(a, b) -> relu(a + b)`, differentiable in both; the path chosen when recorded.
+struct AddRelu(Isa);
 
 /// `(y, dy) -> dy where y > 0, else 0`: the gradient of both inputs of [`AddRelu`].
-struct ReluGrad;
+struct ReluGrad(Isa);
 
 /// `o[i] = f(a[i], b[i])`.
 struct Map2<'a, T, F> {
@@ -37,11 +38,11 @@ impl<T: Float, F: Fn(T, T) -> T> Wide for Map2<'_, T, F> {
     }
 }
 
-fn binary<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+fn binary<T: Float>(isa: Isa, a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     let mut out = vec![T::zero(); a.len()];
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| wide(Map2 { o, a, b, f: &f }));
+        .for_each(|(o, (a, b))| wide(isa, Map2 { o, a, b, f: &f }));
     out
 }
 
@@ -52,6 +53,7 @@ fn run<T: Float>(
     s2: &CpuStorage,
     l2: &Layout,
     grad: bool,
+    isa: Isa,
 ) -> Result<(CpuStorage, Shape)> {
     if l1.dims() != l2.dims() {
         bail!("{op}: shapes differ, {:?} and {:?}", l1.dims(), l2.dims());
@@ -62,9 +64,9 @@ fn run<T: Float>(
     );
     let zero = T::zero();
     let out = if grad {
-        binary(a, b, |y, dy| if y > zero { dy } else { zero })
+        binary(isa, a, b, |y, dy| if y > zero { dy } else { zero })
     } else {
-        binary(a, b, |a, b| {
+        binary(isa, a, b, |a, b| {
             let s = a + b;
             if s <= zero { zero } else { s }
         })
@@ -79,10 +81,11 @@ fn dispatch(
     s2: &CpuStorage,
     l2: &Layout,
     grad: bool,
+    isa: Isa,
 ) -> Result<(CpuStorage, Shape)> {
     match (s1.dtype(), s2.dtype()) {
-        (DType::F32, DType::F32) => run::<f32>(op, s1, l1, s2, l2, grad),
-        (DType::F64, DType::F64) => run::<f64>(op, s1, l1, s2, l2, grad),
+        (DType::F32, DType::F32) => run::<f32>(op, s1, l1, s2, l2, grad, isa),
+        (DType::F64, DType::F64) => run::<f64>(op, s1, l1, s2, l2, grad, isa),
         (a, b) => bail!("{op}: unsupported dtypes {a:?}, {b:?}"),
     }
 }
@@ -99,7 +102,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch(self.name(), s1, l1, s2, l2, false)
+        dispatch(self.name(), s1, l1, s2, l2, false, self.0)
     }
 
     fn bwd(
@@ -109,7 +112,7 @@ impl CustomOp2 for AddRelu {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = y.apply_op2_no_bwd(&dy.contiguous()?, &ReluGrad)?;
+        let g = y.apply_op2_no_bwd(&dy.contiguous()?, &ReluGrad(self.0))?;
         Ok((Some(g.clone()), Some(g)))
     }
 }
@@ -126,12 +129,12 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch(self.name(), s1, l1, s2, l2, true)
+        dispatch(self.name(), s1, l1, s2, l2, true, self.0)
     }
 }
 
 /// `relu(a + b)` for two CPU tensors of one shape (f32 or f64), differentiable in both; the
 /// gradient passes where the output is positive, as PyTorch's.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu(isa()))
 }

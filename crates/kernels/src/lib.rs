@@ -17,6 +17,11 @@
 //! [`set_backend`]/[`with_backend`] switch back), candle's built-in ops otherwise and always on
 //! CUDA.
 //!
+//! Within ours, the [`Isa`] path is the widest the CPU has unless capped:
+//! `PRUNEBENCH_ISA=portable` (or `avx2`), [`set_isa`], or [`with_isa`] for one thread, so the
+//! AVX-512 code and the portable code can both run, and be compared, on one machine. Binaries
+//! call [`check_env`] at start-up so that a mistyped value of either variable is an error.
+//!
 //! ```
 //! use candle_core::{Device, Tensor, Var};
 //! use kernels::{BatchNormConfig, batch_norm_train, conv2d};
@@ -45,6 +50,8 @@ mod backend;
 mod batch_norm;
 mod conv;
 mod elementwise;
+mod env;
+mod isa;
 mod matmul;
 mod simd;
 mod storage;
@@ -54,3 +61,5 @@ pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
 pub use elementwise::add_relu;
+pub use env::{EnvChoice, EnvError, check_env};
+pub use isa::{ISA_VAR, Isa, detected_isa, isa, set_isa, with_isa};

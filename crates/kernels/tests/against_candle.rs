@@ -1,10 +1,21 @@
 //! Our kernels against candle's built-in ops (values and gradients, f32 and f64) and against
 //! finite differences (f64), on the odd shapes pruning leaves: one channel, widths that are no
-//! multiple of 16, stride 2, padding 0 and 1, batch 1, 1x1 convs.
+//! multiple of 16, stride 2, padding 0 and 1, batch 1, 1x1 convs; each on every [`Isa`] path
+//! this CPU runs.
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::BatchNorm;
-use kernels::{BatchNormConfig, batch_norm_eval, batch_norm_train, conv2d};
+use kernels::{BatchNormConfig, Isa, batch_norm_eval, batch_norm_train, conv2d, with_isa};
+
+/// The paths to compare on this CPU, narrowest first; says on stderr which it lacks, so that a
+/// pass here is not read as a check of those.
+fn paths(test: &str) -> Vec<Isa> {
+    let (run, missing): (Vec<Isa>, Vec<Isa>) = Isa::ALL.into_iter().partition(|i| i.supported());
+    if !missing.is_empty() {
+        eprintln!("{test}: this CPU lacks {missing:?}: only {run:?} checked");
+    }
+    run
+}
 
 /// (batch, in channels, height, width, out channels, kernel, stride, padding)
 type ConvShape = (usize, usize, usize, usize, usize, usize, usize, usize);
@@ -87,6 +98,12 @@ fn conv_run(
 
 #[test]
 fn conv_matches_candle_values_and_gradients() {
+    for isa in paths("conv against candle") {
+        with_isa(isa, || conv_matches_candle(isa));
+    }
+}
+
+fn conv_matches_candle(isa: Isa) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
         for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
@@ -105,7 +122,7 @@ fn conv_matches_candle_values_and_gradients() {
                 ("weight grad", &ours.2, &theirs.2),
             ] {
                 let d = max_rel_diff(a, b);
-                assert!(d < tol, "{dtype:?} shape #{i} {what}: rel diff {d}");
+                assert!(d < tol, "{isa} {dtype:?} shape #{i} {what}: rel diff {d}");
             }
         }
     }
@@ -190,6 +207,12 @@ fn bn_params(c: usize, dtype: DType, seed: u64) -> (Var, Var, Tensor, Tensor) {
 
 #[test]
 fn batch_norm_matches_candle_in_training_and_evaluation() {
+    for isa in paths("batch norm against candle") {
+        with_isa(isa, || batch_norm_matches_candle(isa));
+    }
+}
+
+fn batch_norm_matches_candle(isa: Isa) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 5e-5 } else { 1e-10 };
         for (i, &(shape, relu)) in BN_SHAPES.iter().enumerate() {
@@ -240,7 +263,7 @@ fn batch_norm_matches_candle_in_training_and_evaluation() {
                 if relu {
                     y_theirs = y_theirs.relu().unwrap();
                 }
-                let what = format!("{dtype:?} {shape:?} relu {relu} train {train}");
+                let what = format!("{isa} {dtype:?} {shape:?} relu {relu} train {train}");
                 assert!(max_rel_diff(&y_ours, &y_theirs) < tol, "{what}: output");
                 assert!(
                     max_rel_diff(ours_rm.as_tensor(), candle_bn.running_mean()) < tol,
@@ -335,6 +358,13 @@ fn batch_norm_gradients_match_finite_differences() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
+    // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked.
+    for isa in paths("thread count") {
+        same_bits_on_1_and_3_threads(isa);
+    }
+}
+
+fn same_bits_on_1_and_3_threads(isa: Isa) {
     let x = Var::from_tensor(&randn(&[19, 12, 10, 10], DType::F32, 1)).unwrap();
     let w = Var::from_tensor(&randn(&[20, 12, 3, 3], DType::F32, 2)).unwrap();
     let (gamma, beta, rm, rv) = bn_params(20, DType::F32, 3);
@@ -343,33 +373,37 @@ fn results_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
+        // `install` runs the closure on a pool thread, where no ceiling is set: set it there,
+        // where the ops are recorded (they carry it to the threads they run on).
         pool.install(|| {
-            let (m, v) = (
-                Var::from_tensor(&rm.copy().unwrap()).unwrap(),
-                Var::from_tensor(&rv.copy().unwrap()).unwrap(),
-            );
-            let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
-            let config = BatchNormConfig {
-                relu: true,
-                ..Default::default()
-            };
-            let z =
-                batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &m, &v, config).unwrap();
-            let g = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            [
-                z,
-                g.get(x.as_tensor()).unwrap().clone(),
-                g.get(w.as_tensor()).unwrap().clone(),
-                g.get(gamma.as_tensor()).unwrap().clone(),
-                m.as_tensor().clone(),
-                v.as_tensor().clone(),
-            ]
-            .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            with_isa(isa, || {
+                let (m, v) = (
+                    Var::from_tensor(&rm.copy().unwrap()).unwrap(),
+                    Var::from_tensor(&rv.copy().unwrap()).unwrap(),
+                );
+                let y = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+                let config = BatchNormConfig {
+                    relu: true,
+                    ..Default::default()
+                };
+                let z = batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), &m, &v, config)
+                    .unwrap();
+                let g = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                [
+                    z,
+                    g.get(x.as_tensor()).unwrap().clone(),
+                    g.get(w.as_tensor()).unwrap().clone(),
+                    g.get(gamma.as_tensor()).unwrap().clone(),
+                    m.as_tensor().clone(),
+                    v.as_tensor().clone(),
+                ]
+                .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
         })
     };
     let one = run(1);
-    assert_eq!(one, run(3), "bitwise equal on 1 and 3 threads");
-    assert_eq!(one, run(1), "and from run to run");
+    assert_eq!(one, run(3), "{isa}: bitwise equal on 1 and 3 threads");
+    assert_eq!(one, run(1), "{isa}: and from run to run");
 }
 
 #[test]
@@ -392,6 +426,12 @@ fn conv_agrees_with_candle_nn_conv2d_module() {
 
 #[test]
 fn add_relu_matches_candle_values_and_gradients() {
+    for isa in paths("add_relu against candle") {
+        with_isa(isa, || add_relu_matches_candle(isa));
+    }
+}
+
+fn add_relu_matches_candle(isa: Isa) {
     for (i, shape) in [&[3usize, 5, 7, 7][..], &[1, 1, 2, 3], &[2, 40000]]
         .iter()
         .enumerate()
@@ -414,7 +454,7 @@ fn add_relu_matches_candle_values_and_gradients() {
                 go.get(v.as_tensor()).unwrap(),
                 gt.get(v.as_tensor()).unwrap(),
             );
-            assert_eq!(d, 0.0, "shape {shape:?}");
+            assert_eq!(d, 0.0, "{isa} shape {shape:?}");
         }
     }
 }
@@ -447,4 +487,87 @@ fn gradients_reach_only_what_tracks_them() {
         ),
         0.0
     );
+}
+
+/// Every output and gradient of BatchNorm (training and evaluation, with and without the ReLU)
+/// and of `add_relu`, as bits, on path `isa`.
+fn elementwise_bits(isa: Isa, shape: &[usize], seed: u64) -> Vec<Vec<u64>> {
+    with_isa(isa, || {
+        let mut out = Vec::new();
+        let bits = |t: &Tensor| -> Vec<u64> {
+            let t = t.flatten_all().unwrap();
+            match t.dtype() {
+                DType::F32 => t
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| u64::from(v.to_bits()))
+                    .collect(),
+                _ => t
+                    .to_vec1::<f64>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            }
+        };
+        for dtype in [DType::F32, DType::F64] {
+            let x = Var::from_tensor(&randn(shape, dtype, seed)).unwrap();
+            let r = randn(shape, dtype, seed + 1);
+            for relu in [false, true] {
+                let config = BatchNormConfig {
+                    relu,
+                    ..Default::default()
+                };
+                let (gamma, beta, rm, rv) = bn_params(shape[1], dtype, seed + 2);
+                let m = Var::from_tensor(&rm.copy().unwrap()).unwrap();
+                let v = Var::from_tensor(&rv.copy().unwrap()).unwrap();
+                let (g, b) = (gamma.as_tensor(), beta.as_tensor());
+                for y in [
+                    batch_norm_train(x.as_tensor(), g, b, &m, &v, config).unwrap(),
+                    batch_norm_eval(x.as_tensor(), g, b, &rm, &rv, config).unwrap(),
+                ] {
+                    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    out.push(bits(&y));
+                    for t in [x.as_tensor(), g, b] {
+                        out.push(bits(grads.get(t).unwrap()));
+                    }
+                }
+                out.push(bits(m.as_tensor()));
+                out.push(bits(v.as_tensor()));
+            }
+            let b = Var::from_tensor(&randn(shape, dtype, seed + 3)).unwrap();
+            let y = kernels::add_relu(x.as_tensor(), b.as_tensor()).unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            out.push(bits(&y));
+            out.push(bits(grads.get(x.as_tensor()).unwrap()));
+        }
+        out
+    })
+}
+
+#[test]
+fn avx2_copies_give_the_bits_of_the_portable_code() {
+    if !Isa::Avx2.supported() {
+        eprintln!("no AVX2 + FMA on this CPU: the AVX2 copies NOT compared (only portable ran)");
+    }
+    // Planes of every length 1..=33 (each tail of 8- and 16-wide vectors, in BatchNorm's
+    // per-plane loops and sums) and longer ones, odd channel counts, and a BatchNorm1d input.
+    let mut shapes: Vec<Vec<usize>> = (1..=33).map(|hw| vec![2, 3, 1, hw]).collect();
+    shapes.extend([
+        vec![3, 5, 7, 9],
+        vec![2, 4, 32, 33],
+        vec![33, 7],
+        vec![1, 2, 20001],
+    ]);
+    for (i, shape) in shapes.iter().enumerate() {
+        let portable = elementwise_bits(Isa::Portable, shape, 500 + i as u64);
+        if Isa::Avx2.supported() {
+            let avx2 = elementwise_bits(Isa::Avx2, shape, 500 + i as u64);
+            assert!(
+                portable == avx2,
+                "shape {shape:?}: AVX2 and portable bits differ"
+            );
+        }
+    }
 }
