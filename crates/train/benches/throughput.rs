@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe {
         kernels::configure_process()
     };
+    // A mistyped PRUNEBENCH_KERNELS or PRUNEBENCH_ISA would otherwise measure the default
+    // silently, as the binaries refuse it.
+    kernels::check_env()?;
     // `cargo bench` passes `--bench`; a filter argument selects models by name.
     let filter: Vec<String> = std::env::args()
         .skip(1)
