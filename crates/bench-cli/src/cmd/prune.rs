@@ -197,7 +197,6 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(method)) => method.request(&args, version)?,
         (None, None) => bail!("give --method or --plan FILE"),
     };
-    how.check()?;
     let request = PruneRequest {
         how: &how,
         out: &args.out,
