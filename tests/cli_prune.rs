@@ -445,3 +445,180 @@ fn impossible_requests_fail_with_one_clear_line() {
         "would remove all 2 channels",
     );
 }
+
+/// Parameters and multiply-adds of a CIFAR ResNet (3 input channels, 10 classes, option-A
+/// shortcuts) whose blocks' first convs have widths `firsts`, in closed form: conv k*k*cin*cout
+/// weights (no bias) times the output positions, BatchNorm 2 per channel and no FLOPs, the
+/// classifier 64*10 + 10. Written from the architecture, not from `models`.
+fn resnet_counts(n: usize, firsts: &[usize]) -> (u64, u64) {
+    let (mut p, mut f) = (9 * 3 * 16 + 2 * 16, 9 * 3 * 16 * 32 * 32);
+    let mut cin = 16;
+    for (b, &first) in firsts.iter().enumerate() {
+        let stage = b / n;
+        let (w, size) = (16 << stage, 32 >> stage);
+        p += 9 * cin * first + 2 * first + 9 * first * w + 2 * w;
+        f += (9 * cin * first + 9 * first * w) * size * size;
+        cin = w;
+    }
+    ((p + 64 * 10 + 10) as u64, (f + 64 * 10) as u64)
+}
+
+/// VGG-16 (PFEC's CIFAR variant: 13 bias-free 3x3 convs, a 512-512 linear, BatchNorm1d and the
+/// 512-10 linear) whose convs have widths `convs`.
+fn vgg16_counts(convs: &[usize]) -> (u64, u64) {
+    let sizes = [32, 32, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 2];
+    let (mut p, mut f, mut cin) = (0, 0, 3);
+    for (&w, &size) in convs.iter().zip(&sizes) {
+        p += 9 * cin * w + 2 * w;
+        f += 9 * cin * w * size * size;
+        cin = w;
+    }
+    p += cin * 512 + 512 + 2 * 512 + 512 * 10 + 10;
+    f += cin * 512 + 512 * 10;
+    (p as u64, f as u64)
+}
+
+/// DenseNet-40 (growth 12, 12 layers a block, transitions without compression): a stem conv of
+/// `stem` filters, dense convs of `growth` filters each (BatchNorm before each conv over its
+/// whole input), transitions' 1x1 convs of `trans[0]` and `trans[1]` filters, then BatchNorm and
+/// the classifier.
+fn densenet40_counts(stem: usize, growth: usize, trans: [usize; 2]) -> (u64, u64) {
+    let (mut p, mut f) = (9 * 3 * stem, 9 * 3 * stem * 32 * 32);
+    let mut c = stem;
+    for block in 0..3 {
+        let size = 32 >> block;
+        for _ in 0..12 {
+            p += 2 * c + 9 * c * growth;
+            f += 9 * c * growth * size * size;
+            c += growth;
+        }
+        if let Some(&out) = trans.get(block) {
+            p += 2 * c + c * out;
+            f += c * out * size * size;
+            c = out;
+        }
+    }
+    p += 2 * c + c * 10 + 10;
+    f += c * 10;
+    (p as u64, f as u64)
+}
+
+#[test]
+fn pfec_by_ratio_cuts_every_architecture_as_the_closed_forms_say() {
+    let dir = tempfile::tempdir().unwrap();
+    // (arch, counts before, counts after half of every channel group's filters are removed).
+    let cases = [
+        (
+            "resnet20",
+            resnet_counts(3, &[16, 16, 16, 32, 32, 32, 64, 64, 64]),
+            resnet_counts(3, &[8, 8, 8, 16, 16, 16, 32, 32, 32]),
+        ),
+        (
+            "resnet56",
+            resnet_counts(9, &[[16; 9], [32; 9], [64; 9]].concat()),
+            resnet_counts(9, &[[8; 9], [16; 9], [32; 9]].concat()),
+        ),
+        (
+            "vgg16",
+            vgg16_counts(&[
+                64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512,
+            ]),
+            vgg16_counts(&[32, 32, 64, 64, 128, 128, 128, 256, 256, 256, 256, 256, 256]),
+        ),
+        (
+            "densenet40",
+            densenet40_counts(24, 12, [168, 312]),
+            // Stem 24 -> 12, dense convs 12 -> 6, transitions int(168 / 2) and int(312 / 2).
+            densenet40_counts(12, 6, [84, 156]),
+        ),
+    ];
+    // The closed forms reproduce the published sizes: ResNet-56 853,018 parameters (README).
+    assert_eq!(cases[1].1.0, 853_018);
+    for (arch, before, after) in cases {
+        let out = dir.path().join(arch);
+        let v = json(&[
+            "prune",
+            "--arch",
+            arch,
+            "--method",
+            "pfec",
+            "--ratio",
+            "0.5",
+            "--out",
+            s(&out),
+            "--format",
+            "json",
+        ]);
+        let got = |k: &str| v[k].as_u64().unwrap();
+        assert_eq!(
+            (got("params_before"), got("flops_before")),
+            before,
+            "{arch} before"
+        );
+        assert_eq!(
+            (got("params_after"), got("flops_after")),
+            after,
+            "{arch} after"
+        );
+        assert_eq!(v["version"], "ratio=0.5", "{arch}");
+        // The checkpoint written is the model the numbers describe.
+        let m = Model::load(&out, &Device::Cpu).unwrap();
+        assert_eq!(m.config().params(), after.0, "{arch}");
+        assert_eq!(m.config().flops(), after.1, "{arch}");
+    }
+}
+
+#[test]
+fn ratio_on_chosen_layers_prunes_those_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("early");
+    let v = json(&[
+        "prune",
+        "--arch",
+        "resnet20",
+        "--method",
+        "pfec",
+        "--ratio",
+        "0.5",
+        "--layers",
+        "layer1,layer3.2.conv1",
+        "--out",
+        s(&out),
+        "--format",
+        "json",
+    ]);
+    let after = resnet_counts(3, &[8, 8, 8, 32, 32, 32, 64, 64, 32]);
+    assert_eq!(v["params_after"].as_u64().unwrap(), after.0);
+    assert_eq!(v["flops_after"].as_u64().unwrap(), after.1);
+    assert_eq!(v["version"], "ratio=0.5:layers=layer1+layer3.2.conv1");
+    // A prefix is dotted: `layer` alone names no group, and the refusal lists the groups.
+    fails_on_one_line(
+        &[
+            "prune",
+            "--arch",
+            "resnet20",
+            "--method",
+            "pfec",
+            "--ratio",
+            "0.5",
+            "--layers",
+            "layer",
+            "--out",
+            s(&dir.path().join("x")),
+        ],
+        "layer1.0.conv1",
+    );
+    // --layers needs --ratio.
+    let e = prunebench(&[
+        "prune",
+        "--arch",
+        "resnet20",
+        "--method",
+        "pfec",
+        "--layers",
+        "layer1",
+        "--out",
+        s(&dir.path().join("y")),
+    ]);
+    assert!(!e.status.success());
+}

@@ -2,8 +2,9 @@
 //!
 //! Tasks: `reproduce fig1` draws the paper's Figure 1 (the four retraining schedules on CIFAR,
 //! 72 epochs) to `results/fig1.svg`; `reproduce fig2` runs Figure 2's grid (accuracy against
-//! the retraining budget) and draws it to `results/fig2.svg` and `.png`; `reproduce table2` runs
-//! Table 2's grid and writes `results/table2.md` and `.csv`; `bench` prints training and
+//! the retraining budget) and draws it to `results/<profile>/fig2.svg` and `.png`; `reproduce
+//! table2` runs Table 2's grid and writes `results/<profile>/table2.md`, `.csv`, `paired.csv`
+//! (against fine-tuning, seed by seed) and `runs.jsonl` (the per-run records); `bench` prints training and
 //! inference images/s of candle's ops, our kernels and PyTorch side by side (`--device cuda`:
 //! candle's CUDA backend and PyTorch on the GPU); `run-task` (hidden)
 //! runs one task of an emitted grid; `make-sample` writes the bundled Fashion-MNIST sample;

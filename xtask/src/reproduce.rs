@@ -14,11 +14,11 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
-    /// Table 2: PFEC on CIFAR with fine-tuning, Scratch-E/B and CLR; resumable, parallel,
-    /// or emitted for Slurm. Writes results/table2.md and .csv.
+    /// Table 2: PFEC with FT, CLR (and LRW, SLR), Scratch-E/B; resumable, parallel, or emitted
+    /// for Slurm. Writes results/<profile>/table2.md, .csv, paired.csv and runs.jsonl.
     Table2(crate::table2::Args),
     /// Figure 2: one-shot PFEC, accuracy against the retraining budget for FT, LRW, SLR and
-    /// CLR; shares Table 2's runs. Writes results/fig2.{svg,png,csv,md}.
+    /// CLR; shares Table 2's runs. Writes results/<profile>/fig2.{svg,png,csv,md}.
     Fig2(crate::fig2::Args),
     /// Figure 1: FT, LRW, SLR and CLR when retraining 72 epochs on CIFAR.
     Fig1 {

@@ -7,7 +7,7 @@ use candle_core::Device;
 use train::engine::{EpochMetrics, Observer, TrainOptions, train};
 
 use crate::grid::{Grid, Node, Task, run_dir};
-use crate::prune::{Pruning, prune_checkpoint};
+use crate::prune::prune_checkpoint;
 use crate::{Error, Result, one_line};
 
 /// What a call to [`execute`] did.
@@ -65,6 +65,10 @@ pub fn run_task(task: &Task, label: &str, device: &Device) -> Result<bool> {
                 ..Default::default()
             };
             let mut log = EpochLog { label };
+            crate::provenance::record_host(
+                &dir,
+                &crate::provenance::Host::current(if device.is_cpu() { "cpu" } else { "gpu" }),
+            )?;
             let result = train(spec, &dir, &opts, &mut log)
                 .map_err(|e| Error::from(e).context(format!("{label}: run {}", dir.display())))?;
             eprintln!(
@@ -75,12 +79,18 @@ pub fn run_task(task: &Task, label: &str, device: &Device) -> Result<bool> {
             );
             Ok(true)
         }
-        Task::Prune { from, version, out } => {
+        Task::Prune {
+            from,
+            version,
+            ratio,
+            out,
+        } => {
             if out.join(crate::provenance::ORIGIN_FILE).is_file() {
                 return Ok(false);
             }
             // origin.json is written last, so a pruning killed half-way is simply redone.
-            let outcome = prune_checkpoint(from, &Pruning::pfec(*version), out)
+            let how = crate::grid::pfec_pruning(*version, *ratio);
+            let outcome = prune_checkpoint(from, &how, out)
                 .map_err(|e| e.context(format!("{label}: pruning {}", from.display())))?;
             eprintln!(
                 "{label}: {} -> {} ({} params, {:.1}% fewer FLOPs)",
@@ -125,7 +135,21 @@ enum State {
 /// Runs every task of `grid` with up to `jobs` at once on `device` (one GPU shared by the jobs),
 /// in dependency order; a failure stops only the tasks that depend on it.
 pub fn execute(grid: &Grid, jobs: usize, device: &Device) -> Summary {
-    let states = Mutex::new((vec![State::Waiting; grid.nodes.len()], Summary::default()));
+    // Runs the results already record are done, whether or not their folders are here.
+    let mut start = Summary::default();
+    let initial: Vec<State> = grid
+        .nodes
+        .iter()
+        .map(|n| {
+            if n.recorded {
+                start.skipped += 1;
+                State::Done
+            } else {
+                State::Waiting
+            }
+        })
+        .collect();
+    let states = Mutex::new((initial, start));
     let wake = Condvar::new();
     let next = |states: &mut Vec<State>, summary: &mut Summary| -> Option<Option<usize>> {
         // Propagate failures, then pick the first ready node.

@@ -10,7 +10,7 @@ use models::ModelConfig;
 use prune_core::PfecVersion;
 use serde::{Deserialize, Serialize};
 
-use crate::prune::Pruning;
+use crate::prune::{FilterAmount, Pruning};
 use crate::recipe::{self, ScratchBudget};
 use crate::spec::{self, Start};
 use crate::{CheckpointId, Error, ExperimentSpec, Result};
@@ -29,10 +29,14 @@ pub enum Column {
     ScratchB,
     /// Retraining with CLR (cosine warm-up).
     Clr,
+    /// Learning-rate rewinding: the last epochs of the original schedule, replayed.
+    Lrw,
+    /// Scaled learning rate: the original step schedule compressed into the budget.
+    Slr,
 }
 
 impl Column {
-    /// Every column, in the paper's order.
+    /// Table 2's columns, in the paper's order.
     pub const ALL: [Column; 5] = [
         Column::Unpruned,
         Column::Finetune,
@@ -40,6 +44,29 @@ impl Column {
         Column::ScratchB,
         Column::Clr,
     ];
+
+    /// Every column a profile can have, in the order our tables print them: the unpruned
+    /// model, the four retraining methods, then the scratch baselines.
+    pub const EVERY: [Column; 7] = [
+        Column::Unpruned,
+        Column::Finetune,
+        Column::Lrw,
+        Column::Slr,
+        Column::Clr,
+        Column::ScratchE,
+        Column::ScratchB,
+    ];
+
+    /// The retraining schedule a retraining column runs (`ft`, `lrw`, `slr`, `clr`).
+    pub fn schedule(self) -> Option<&'static str> {
+        match self {
+            Column::Finetune => Some("ft"),
+            Column::Lrw => Some("lrw"),
+            Column::Slr => Some("slr"),
+            Column::Clr => Some("clr"),
+            _ => None,
+        }
+    }
 
     /// The name in the CSV headers (and in `data/paper/table2.csv`).
     pub fn key(self) -> &'static str {
@@ -49,6 +76,8 @@ impl Column {
             Column::ScratchE => "scratch_e",
             Column::ScratchB => "scratch_b",
             Column::Clr => "clr",
+            Column::Lrw => "lrw",
+            Column::Slr => "slr",
         }
     }
 
@@ -60,70 +89,139 @@ impl Column {
             Column::ScratchE => "Scratch-E",
             Column::ScratchB => "Scratch-B",
             Column::Clr => "CLR",
+            Column::Lrw => "LRW",
+            Column::Slr => "SLR",
         }
     }
 }
 
-/// A row's model: an architecture and its PFEC version (none for VGG-16).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A row's model: an architecture and how PFEC prunes it, by one of the reference code's
+/// versions (none for VGG-16) or by a ratio of every channel group's filters.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Variant {
-    /// The architecture (`vgg16`, `resnet56`, `resnet110`).
+    /// The architecture (`vgg16`, `resnet20`, `resnet56`, `resnet110`, ...).
     pub arch: &'static str,
-    /// The PFEC version (none for VGG-16).
+    /// The PFEC version (none for VGG-16 and for a ratio).
     pub version: Option<PfecVersion>,
+    /// The fraction of every channel group's filters PFEC removes, instead of a version.
+    pub ratio: Option<f64>,
 }
+
+fn amount(version: Option<PfecVersion>, ratio: Option<f64>) -> FilterAmount {
+    match ratio {
+        Some(r) => FilterAmount::Ratio(r),
+        None => FilterAmount::Version(version),
+    }
+}
+
+/// PFEC (l1-norm filters) at a version, or at a ratio of every channel group when given: what
+/// a grid's pruning task runs.
+pub fn pfec_pruning(version: Option<PfecVersion>, ratio: Option<f64>) -> Pruning {
+    Pruning::Filters {
+        saliency: prune_core::FilterSaliency::L1,
+        amount: amount(version, ratio),
+    }
+}
+
+/// The architectures a `--archs` ratio row may name (`&'static` names for the report).
+const RATIO_ARCHS: [&str; 7] = [
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "vgg16",
+    "densenet40",
+];
 
 impl Variant {
     /// Table 2's CIFAR rows, in its order.
     pub const CIFAR: [Variant; 5] = [
-        Variant {
-            arch: "vgg16",
-            version: None,
-        },
-        Variant {
-            arch: "resnet56",
-            version: Some(PfecVersion::A),
-        },
-        Variant {
-            arch: "resnet56",
-            version: Some(PfecVersion::B),
-        },
-        Variant {
-            arch: "resnet110",
-            version: Some(PfecVersion::A),
-        },
-        Variant {
-            arch: "resnet110",
-            version: Some(PfecVersion::B),
-        },
+        Variant::version("vgg16", None),
+        Variant::version("resnet56", Some(PfecVersion::A)),
+        Variant::version("resnet56", Some(PfecVersion::B)),
+        Variant::version("resnet110", Some(PfecVersion::A)),
+        Variant::version("resnet110", Some(PfecVersion::B)),
     ];
 
-    /// `A`, `B` or `-` as the paper's CSV writes it.
-    pub fn version_name(self) -> String {
-        self.version.map_or("-".into(), |v| v.to_string())
-    }
-
-    /// `vgg16`, `resnet56-A`, ...
-    pub fn label(self) -> String {
-        match self.version {
-            Some(v) => format!("{}-{v}", self.arch),
-            None => self.arch.to_string(),
+    /// `arch` pruned by a PFEC version.
+    pub const fn version(arch: &'static str, version: Option<PfecVersion>) -> Self {
+        Self {
+            arch,
+            version,
+            ratio: None,
         }
     }
 
-    /// Parses `--archs`: `vgg16`, `resnet56` (both versions), `resnet56-B`, ...
+    /// `arch` with the fraction `ratio` of every channel group's filters pruned.
+    pub const fn ratio(arch: &'static str, ratio: f64) -> Self {
+        Self {
+            arch,
+            version: None,
+            ratio: Some(ratio),
+        }
+    }
+
+    /// How many filters PFEC removes.
+    pub fn amount(self) -> FilterAmount {
+        amount(self.version, self.ratio)
+    }
+
+    /// The pruning request (PFEC: l1-norm filters).
+    pub fn pruning(self) -> Pruning {
+        pfec_pruning(self.version, self.ratio)
+    }
+
+    /// `A`, `B`, `ratio=0.5` or `-` as the CSVs write it.
+    pub fn version_name(self) -> String {
+        match (self.ratio, self.version) {
+            (Some(r), _) => format!("ratio={r}"),
+            (None, Some(v)) => v.to_string(),
+            (None, None) => "-".into(),
+        }
+    }
+
+    /// `vgg16`, `resnet56-A`, `resnet20@0.5`, ... (what `--archs` takes).
+    pub fn label(self) -> String {
+        match (self.ratio, self.version) {
+            (Some(r), _) => format!("{}@{r}", self.arch),
+            (None, Some(v)) => format!("{}-{v}", self.arch),
+            (None, None) => self.arch.to_string(),
+        }
+    }
+
+    /// Parses `--archs`: `vgg16`, `resnet56` (both versions), `resnet56-B`, ..., or
+    /// `ARCH@R` for PFEC at ratio R of every channel group (`resnet20@0.5`).
     pub fn parse_list(text: &str) -> Result<Vec<Variant>> {
         let mut out = Vec::new();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let matched: Vec<Variant> = Variant::CIFAR
-                .into_iter()
-                .filter(|v| {
-                    v.arch.eq_ignore_ascii_case(item) || v.label().eq_ignore_ascii_case(item)
-                })
-                .collect();
+            let matched: Vec<Variant> = if let Some((arch, r)) = item.split_once('@') {
+                let arch = RATIO_ARCHS
+                    .into_iter()
+                    .find(|a| a.eq_ignore_ascii_case(arch))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "unknown arch `{arch}` in `{item}`: a ratio row takes one of {}",
+                            RATIO_ARCHS.join(", ")
+                        ))
+                    })?;
+                let ratio: f64 = r.parse().map_err(|_| {
+                    Error::Config(format!("`{item}`: `{r}` is not a pruning ratio"))
+                })?;
+                let v = Variant::ratio(arch, ratio);
+                v.pruning().check()?;
+                vec![v]
+            } else {
+                Variant::CIFAR
+                    .into_iter()
+                    .filter(|v| {
+                        v.arch.eq_ignore_ascii_case(item) || v.label().eq_ignore_ascii_case(item)
+                    })
+                    .collect()
+            };
             if matched.is_empty() {
                 return Err(Error::Config(format!(
-                    "unknown arch `{item}`: Table 2 has vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B"
+                    "unknown arch `{item}`: Table 2 has vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B, and ARCH@R prunes a ratio R of every layer (resnet20@0.5)"
                 )));
             }
             for v in matched {
@@ -145,10 +243,26 @@ impl Variant {
 pub enum ProfileName {
     /// The paper's budgets on CIFAR-10/100: 160 + 40 epochs, Scratch-E 200, 5 seeds, batch 64.
     Paper,
-    /// The same protocol on the full Fashion-MNIST, scaled to a 2-core CPU overnight.
+    /// The paper's protocol scaled down on the full Fashion-MNIST: ResNet-20 at half its
+    /// filters, 4 + 1 epochs, FT/LRW/SLR/CLR, Scratch-E/B, 3 seeds; about 4 hours on 2 cores.
     Cpu,
+    /// The default: the same protocol on 2,048 images of the bundled Fashion-MNIST sample, 3
+    /// seeds, in minutes on 2 cores; it learns (far above chance) but is not the paper's scale.
+    Sample,
     /// The bundled Fashion-MNIST sample with tiny budgets: a pipeline check in minutes.
     Smoke,
+}
+
+impl ProfileName {
+    /// `paper`, `cpu`, `sample`, `smoke`: the name on the command line and of the results folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileName::Paper => "paper",
+            ProfileName::Cpu => "cpu",
+            ProfileName::Sample => "sample",
+            ProfileName::Smoke => "smoke",
+        }
+    }
 }
 
 /// The budgets and data of a profile.
@@ -176,11 +290,28 @@ pub struct Profile {
     pub limit_train: Option<usize>,
     /// Evaluate on only the first N validation and test images.
     pub limit_eval: Option<usize>,
+    /// The rows when `--archs` is not given.
+    pub variants: Vec<Variant>,
+    /// The retraining columns (FT and CLR are Table 2's; LRW and SLR complete the paper's four).
+    pub retraining: Vec<Column>,
+    /// The scratch baselines.
+    pub scratch: Vec<ScratchBudget>,
+    /// SLR's text form: `slr` (the reference code's per-epoch rule), or `slr:per=iteration`
+    /// where budgets of a few epochs would collapse it to FT's constant rate.
+    pub slr: &'static str,
+    /// Keep each finished unpruned run's best-val model beside the results (`cpu`: hours of
+    /// training a fresh clone should not redo; ~1 MB a seed).
+    pub keep_checkpoints: bool,
 }
 
 impl Profile {
     /// The profile's budgets and data.
     pub fn new(name: ProfileName) -> Self {
+        let table2 = vec![Column::Finetune, Column::Clr];
+        let four = vec![Column::Finetune, Column::Lrw, Column::Slr, Column::Clr];
+        let both = vec![ScratchBudget::E, ScratchBudget::B];
+        // ResNet-20 with half of every block's first conv removed (Li et al.'s rule, by ratio).
+        let half_r20 = vec![Variant::ratio("resnet20", 0.5)];
         match name {
             ProfileName::Paper => Self {
                 name,
@@ -194,24 +325,53 @@ impl Profile {
                 batch_size: 64,
                 limit_train: None,
                 limit_eval: None,
+                variants: Variant::CIFAR.to_vec(),
+                retraining: table2,
+                scratch: both,
+                slr: "slr",
+                keep_checkpoints: false,
             },
-            // Budgets from measured CPU throughput (docs/reproducing.md: ResNet-56 4, ResNet-110
-            // ~2, VGG-16 9 training images/s): the paper's 4:1 ratio of original to retraining
-            // epochs (the rate dropping at the paper's fractions, see `base_spec`) and
-            // Scratch-E = their sum, on 500 training images, so the whole grid fits
-            // a night (~8 h) on 2 cores.
+            // Sized from measured epoch times (docs/reproducing.md: ResNet-20 ~375 s per full
+            // epoch here, the half-width one ~200 s): the paper's 4:1 ratio of original to
+            // retraining epochs, the rate dropping at the paper's fractions (see `base_spec`),
+            // Scratch-E = their sum, on the whole training split: about 4 hours on 2 cores.
             ProfileName::Cpu => Self {
                 name,
                 datasets: vec![DatasetKind::FashionMnist],
                 data_dir: None,
                 train_images: 60_000,
-                original_epochs: 8,
-                retrain_epochs: 2,
-                scratch_epochs: 10,
-                seeds: 1,
+                original_epochs: 4,
+                retrain_epochs: 1,
+                scratch_epochs: 5,
+                seeds: 3,
                 batch_size: 64,
-                limit_train: Some(500),
-                limit_eval: Some(500),
+                limit_train: None,
+                limit_eval: None,
+                variants: half_r20,
+                retraining: four,
+                scratch: both,
+                slr: "slr:per=iteration",
+                keep_checkpoints: true,
+            },
+            // The cpu profile's protocol on 2,048 of the sample's 4,500 training images and
+            // its whole 500 val + 1,000 test images: 39 epochs in about 6 minutes here.
+            ProfileName::Sample => Self {
+                name,
+                datasets: vec![DatasetKind::FashionMnist],
+                data_dir: Some(PathBuf::from("data/sample/fashion-mnist")),
+                train_images: 5_000,
+                original_epochs: 4,
+                retrain_epochs: 1,
+                scratch_epochs: 5,
+                seeds: 3,
+                batch_size: 64,
+                limit_train: Some(2_048),
+                limit_eval: None,
+                variants: half_r20,
+                retraining: four,
+                scratch: vec![ScratchBudget::E],
+                slr: "slr:per=iteration",
+                keep_checkpoints: false,
             },
             ProfileName::Smoke => Self {
                 name,
@@ -227,8 +387,32 @@ impl Profile {
                 // minutes on 2 shared cores (docs/reproducing.md has the measured time).
                 limit_train: Some(32),
                 limit_eval: Some(50),
+                variants: Variant::CIFAR.to_vec(),
+                retraining: table2,
+                scratch: both,
+                slr: "slr",
+                keep_checkpoints: false,
             },
         }
+    }
+
+    /// The text form of a retraining method's schedule (`ft`, `lrw`, `slr`, `clr`) in this
+    /// profile: SLR as [`Profile::slr`] says, the others as named.
+    pub fn schedule_text(&self, method: &'static str) -> &'static str {
+        if method == "slr" { self.slr } else { method }
+    }
+
+    /// The columns of this profile's table, in print order.
+    pub fn columns(&self) -> Vec<Column> {
+        Column::EVERY
+            .into_iter()
+            .filter(|c| match c {
+                Column::Unpruned => true,
+                Column::ScratchE => self.scratch.contains(&ScratchBudget::E),
+                Column::ScratchB => self.scratch.contains(&ScratchBudget::B),
+                c => self.retraining.contains(c),
+            })
+            .collect()
     }
 
     /// Training images per epoch after the split and the limit.
@@ -255,6 +439,9 @@ pub enum Task {
         from: PathBuf,
         /// The PFEC version.
         version: Option<PfecVersion>,
+        /// The fraction of every channel group's filters, instead of a version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ratio: Option<f64>,
         /// The pruned checkpoint's directory.
         out: PathBuf,
     },
@@ -273,12 +460,17 @@ pub struct Node {
     pub arch: &'static str,
     /// The version (pruning, and the runs after it); none for unpruned runs and VGG-16.
     pub version: Option<PfecVersion>,
+    /// The pruning ratio (pruning, and the runs after it) of a ratio row.
+    pub ratio: Option<f64>,
     /// The Table 2 column a training run fills (none for pruning and Figure 2's retraining).
     pub column: Option<Column>,
     /// Figure 2's retraining: the schedule (`ft`, `lrw`, `slr`, `clr`) and its budget in epochs.
     pub curve: Option<(&'static str, u32)>,
     /// The seed (for the report).
     pub seed: u32,
+    /// Finished according to the results' records, whether or not its run directory is here:
+    /// the executor does not run it again.
+    pub recorded: bool,
 }
 
 impl Node {
@@ -312,9 +504,11 @@ impl Node {
             dataset,
             arch: variant.arch,
             version: variant.version,
+            ratio: variant.ratio,
             column: None,
             curve: None,
             seed,
+            recorded: false,
         }
     }
 
@@ -327,8 +521,11 @@ impl Node {
     }
 
     /// Whether the task's output is complete: `result.json` of a run, `origin.json` (written
-    /// last) of a pruned checkpoint.
+    /// last) of a pruned checkpoint, or a record of the finished run.
     pub fn is_done(&self) -> bool {
+        if self.recorded {
+            return true;
+        }
         match &self.task {
             Task::Train { runs_dir, spec } => run_dir(runs_dir, spec).join("result.json").is_file(),
             Task::Prune { out, .. } => out.join(crate::provenance::ORIGIN_FILE).is_file(),
@@ -346,10 +543,24 @@ impl Node {
         }
     }
 
+    /// The version column of plans: `A`, `B`, `ratio=0.5` or `-`.
+    pub fn version_name(&self) -> String {
+        Variant {
+            arch: self.arch,
+            version: self.version,
+            ratio: self.ratio,
+        }
+        .version_name()
+    }
+
     /// `kind arch version seed` for logs.
     pub fn label(&self) -> String {
         let what = self.kind();
-        let version = self.version.map(|v| format!("-{v}")).unwrap_or_default();
+        let version = match (self.ratio, self.version) {
+            (Some(r), _) => format!("@{r}"),
+            (None, Some(v)) => format!("-{v}"),
+            (None, None) => String::new(),
+        };
         format!(
             "{what} {}/{}{version} seed {}",
             self.dataset, self.arch, self.seed
@@ -435,12 +646,16 @@ pub fn base_spec(
     Ok(base)
 }
 
-/// Where the PFEC-pruned best model of the run `base` goes.
-pub fn pruned_dir(runs_dir: &Path, base: &ExperimentSpec, version: Option<PfecVersion>) -> PathBuf {
-    runs_dir.join("pruned").join(match version {
-        Some(v) => format!("{}-pfec-{v}", base.hash()),
-        None => format!("{}-pfec", base.hash()),
-    })
+/// Where the PFEC-pruned best model of the run `base` goes: `<hash>-pfec`, `<hash>-pfec-B`,
+/// `<hash>-pfec-ratio0.5`.
+pub fn pruned_dir(runs_dir: &Path, base: &ExperimentSpec, variant: Variant) -> PathBuf {
+    runs_dir
+        .join("pruned")
+        .join(match (variant.ratio, variant.version) {
+            (Some(r), _) => format!("{}-pfec-ratio{r}", base.hash()),
+            (None, Some(v)) => format!("{}-pfec-{v}", base.hash()),
+            (None, None) => format!("{}-pfec", base.hash()),
+        })
 }
 
 /// What the PFEC-pruned best model of the run `base` is, before it exists: the grid names it
@@ -450,14 +665,14 @@ pub fn pruned_start(
     base: &ExperimentSpec,
     pruned_config: &ModelConfig,
     pruned_dir: &Path,
-    version: Option<PfecVersion>,
+    variant: Variant,
 ) -> Start {
     Start {
         config: pruned_config.clone(),
         path: pruned_dir.to_path_buf(),
         id: CheckpointId::Pruned {
             origin: base.hash(),
-            pruning: Pruning::pfec(version).to_string(),
+            pruning: variant.pruning().to_string(),
         },
         origin: Some(base.clone()),
     }
@@ -490,16 +705,18 @@ impl Grid {
         // One unpruned run per (dataset, arch, seed), shared by every version.
         let unpruned = self.push_train(Node {
             version: None,
+            ratio: None,
             column: Some(Column::Unpruned),
             ..Node::train(runs_dir, base.clone(), vec![], dataset, variant, seed)
         });
-        let pruned_config = crate::prune::pfec_config(&base.model, variant.version)
+        let pruned_config = crate::prune::pruned_config(&base.model, &variant.amount())
             .map_err(|e| e.context(format!("PFEC {}", variant.label())))?;
-        let pruned_dir = pruned_dir(runs_dir, &base, variant.version);
-        let pruned = pruned_start(&base, &pruned_config, &pruned_dir, variant.version);
+        let pruned_dir = pruned_dir(runs_dir, &base, variant);
+        let pruned = pruned_start(&base, &pruned_config, &pruned_dir, variant);
         let prune = Task::Prune {
             from: run_dir(runs_dir, &base),
             version: variant.version,
+            ratio: variant.ratio,
             out: pruned_dir,
         };
         self.nodes
@@ -514,8 +731,11 @@ impl Grid {
 }
 
 /// Expands the grid for `profile`, `variants` and seeds `1..=seeds`, nodes in dependency order.
+/// Scratch-B, the longest runs, comes after every other run of every seed: a grid stopped
+/// early has whole seeds of the rest.
 pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Result<Grid> {
     let mut grid = Grid::default();
+    let mut last = Vec::new();
     for &dataset in &profile.datasets {
         for seed in 1..=profile.seeds {
             for &variant in variants {
@@ -530,7 +750,11 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                 };
                 cell(&mut grid, Column::Unpruned, trunk.unpruned);
 
-                for (column, text) in [(Column::Finetune, "ft"), (Column::Clr, "clr")] {
+                for &column in &profile.retraining {
+                    let text = column.schedule().ok_or_else(|| {
+                        Error::Config(format!("{} is not a retraining column", column.title()))
+                    })?;
+                    let text = profile.schedule_text(text);
                     let spec =
                         spec::retrain(&trunk.base, &trunk.pruned, text, profile.retrain_epochs)?;
                     let node = grid.push_train(Node {
@@ -539,24 +763,45 @@ pub fn expand(profile: &Profile, variants: &[Variant], runs_dir: &Path) -> Resul
                     });
                     cell(&mut grid, column, node);
                 }
-                for (column, budget) in [
-                    (Column::ScratchE, ScratchBudget::E),
-                    (Column::ScratchB, ScratchBudget::B),
-                ] {
+                for &budget in &profile.scratch {
+                    let column = match budget {
+                        ScratchBudget::E => Column::ScratchE,
+                        ScratchBudget::B => Column::ScratchB,
+                    };
                     let spec = spec::scratch(
                         &trunk.base,
                         &trunk.pruned.config,
                         budget,
                         profile.scratch_epochs,
                     )?;
-                    let node = grid.push_train(Node {
+                    let node = Node {
                         column: Some(column),
                         ..Node::train(runs_dir, spec, vec![], dataset, variant, seed)
-                    });
-                    cell(&mut grid, column, node);
+                    };
+                    if budget == ScratchBudget::B {
+                        last.push(node);
+                    } else {
+                        let node = grid.push_train(node);
+                        cell(&mut grid, column, node);
+                    }
                 }
             }
         }
+    }
+    for node in last {
+        let dataset = node.dataset;
+        let variant = Variant {
+            arch: node.arch,
+            version: node.version,
+            ratio: node.ratio,
+        };
+        let i = grid.push_train(node);
+        grid.cells.push(Cell {
+            dataset,
+            variant,
+            column: Column::ScratchB,
+            node: i,
+        });
     }
     Ok(grid)
 }
@@ -612,8 +857,9 @@ pub mod fig2 {
                     let trunk = grid.push_trunk(profile, dataset, variant, seed, runs_dir)?;
                     for &method in methods {
                         for &budget in budgets {
+                            let text = profile.schedule_text(method);
                             let spec =
-                                crate::spec::retrain(&trunk.base, &trunk.pruned, method, budget)?;
+                                crate::spec::retrain(&trunk.base, &trunk.pruned, text, budget)?;
                             let node = grid.push_train(Node {
                                 curve: Some((method, budget)),
                                 ..Node::train(

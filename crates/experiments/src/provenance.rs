@@ -188,3 +188,95 @@ mod tests {
         );
     }
 }
+
+/// The file of a run directory listing where it was trained: one [`Host`] per line, one line
+/// each time a grid started or resumed the run.
+pub const HOSTS_FILE: &str = "hosts.jsonl";
+
+/// Where (and from which source tree) a run was trained, for the results' provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    /// `git rev-parse --short=12 HEAD` of the working directory, `+dirty` when tracked files
+    /// differ from it; `unknown` outside a git checkout.
+    pub commit: String,
+    /// The CPU model (`model name` of /proc/cpuinfo, as `lscpu` prints it).
+    pub machine: String,
+    /// Cores the process could use.
+    pub cores: usize,
+    /// The training device (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Seconds since the Unix epoch when training started or resumed.
+    pub started: u64,
+}
+
+impl Host {
+    /// This process's host, training on `device`.
+    pub fn current(device: &str) -> Self {
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
+            Some(c) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+                Some(s) if !s.is_empty() => format!("{c}+dirty"),
+                _ => c,
+            },
+            None => "unknown".into(),
+        };
+        let machine = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            commit,
+            machine,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            device: device.into(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+/// Appends `host` to the run directory's [`HOSTS_FILE`].
+pub fn record_host(dir: &Path, host: &Host) -> Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(HOSTS_FILE);
+    std::fs::create_dir_all(dir).map_err(|source| Error::io(dir.to_path_buf(), source))?;
+    let line =
+        serde_json::to_string(host).map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|source| Error::io(path.clone(), source))?;
+    // One write of one line: a kill leaves whole lines, and a torn last line is skipped on read.
+    f.write_all(format!("{line}\n").as_bytes())
+        .map_err(|source| Error::io(path.clone(), source))
+}
+
+/// The hosts a run directory records (none when it has no [`HOSTS_FILE`]); unreadable lines
+/// are skipped (a torn last line after a kill).
+pub fn read_hosts(dir: &Path) -> Result<Vec<Host>> {
+    let path = dir.join(HOSTS_FILE);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text =
+        files::read_to_string(&path, 1 << 20).map_err(|source| Error::io(path.clone(), source))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}

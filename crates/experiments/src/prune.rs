@@ -28,7 +28,7 @@ use crate::{Error, Result};
 pub const PLAN_FILE: &str = "plan.json";
 
 /// How many filters a filter-pruning request removes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterAmount {
     /// The per-layer counts of a PFEC version of the reference code (ResNet-56/110 `A` or `B`;
     /// `None` for VGG-16's single version).
@@ -36,6 +36,43 @@ pub enum FilterAmount {
     /// The fraction `ratio` in `[0, 1)` of the filters of every channel group, by PFEC's rule
     /// (`keep = int(n (1 - ratio))`).
     Ratio(f64),
+    /// The same rule on the channel groups `layers` names and no other: each entry is a group
+    /// name (`layer2.0.conv1`) or a dotted prefix of group names (`layer2`, `feature`).
+    RatioOf {
+        /// The fraction in `[0, 1)`.
+        ratio: f64,
+        /// Group names or dotted prefixes; each must name at least one group.
+        layers: Vec<String>,
+    },
+}
+
+impl FilterAmount {
+    /// The ratio, for ratio amounts.
+    pub fn ratio(&self) -> Option<f64> {
+        match self {
+            Self::Ratio(r) | Self::RatioOf { ratio: r, .. } => Some(*r),
+            Self::Version(_) => None,
+        }
+    }
+
+    /// The plan's `version` field: `A`, `B`, `ratio=0.5`, `ratio=0.5:layers=layer1+layer2`.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Self::Version(v) => v.map(|v| v.to_string()),
+            Self::Ratio(r) => Some(format!("ratio={r}")),
+            Self::RatioOf { ratio, layers } => {
+                Some(format!("ratio={ratio}:layers={}", layers.join("+")))
+            }
+        }
+    }
+}
+
+/// Whether the channel group `name` is one `layers` selects: the name itself or a dotted
+/// prefix of it (`layer2` selects `layer2.0.conv1`, not `layer20.0.conv1`).
+fn selects(layers: &[String], name: &str) -> bool {
+    layers
+        .iter()
+        .any(|l| name == l || (name.starts_with(l.as_str()) && name[l.len()..].starts_with('.')))
 }
 
 /// A pruning request.
@@ -117,6 +154,17 @@ impl Pruning {
                 amount: FilterAmount::Ratio(r),
                 ..
             } => unit("pruning ratio", *r),
+            Self::Filters {
+                amount: FilterAmount::RatioOf { ratio, layers },
+                ..
+            } => {
+                if layers.is_empty() || layers.iter().any(|l| l.trim().is_empty()) {
+                    return Err(Error::Config(
+                        "--layers names no layer: give group names or prefixes, e.g. layer1,layer2.0".into(),
+                    ));
+                }
+                unit("pruning ratio", *ratio)
+            }
             Self::Filters { .. } => Ok(()),
             Self::Weights { sparsity, .. } => unit("sparsity", *sparsity),
             Self::Plan(plan) if !plan.is_structured() => {
@@ -131,7 +179,7 @@ impl Pruning {
 }
 
 /// The canonical text of a request, as content ids record it: `pfec:B`, `pfec`,
-/// `pfec:ratio=0.5`, `random-filter:A:seed=1`, `mwp:sparsity=0.9`,
+/// `pfec:ratio=0.5`, `pfec:ratio=0.5:layers=layer1+layer2`, `random-filter:A:seed=1`, `mwp:sparsity=0.9`,
 /// `random-weight:sparsity=0.9:seed=2`, `plan:<first 16 hex digits of the plan's SHA-256>`.
 impl fmt::Display for Pruning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,10 +188,8 @@ impl fmt::Display for Pruning {
         }
         match self {
             Self::Filters { saliency, amount } => {
-                match amount {
-                    FilterAmount::Version(Some(v)) => write!(f, ":{v}")?,
-                    FilterAmount::Version(None) => {}
-                    FilterAmount::Ratio(r) => write!(f, ":ratio={r}")?,
+                if let Some(text) = amount.text() {
+                    write!(f, ":{text}")?;
                 }
                 if let FilterSaliency::Random { seed } = saliency {
                     write!(f, ":seed={seed}")?;
@@ -205,43 +251,67 @@ pub struct PruneOutcome {
 /// The config PFEC's `version` leaves of `config`: the pruned architecture alone, without any
 /// weights (PFEC's per-layer counts do not depend on them), as Scratch-E/B train it.
 pub fn pfec_config(config: &ModelConfig, version: Option<PfecVersion>) -> Result<ModelConfig> {
-    pruned_config(config, FilterAmount::Version(version))
+    pruned_config(config, &FilterAmount::Version(version))
 }
 
 /// The config a filter-pruning `amount` leaves of `config` (any saliency gives the same widths).
-pub fn pruned_config(config: &ModelConfig, amount: FilterAmount) -> Result<ModelConfig> {
+pub fn pruned_config(config: &ModelConfig, amount: &FilterAmount) -> Result<ModelConfig> {
     let widths = filter_targets(config, amount)?.into_iter().collect();
     Ok(config.with_group_widths(&widths)?)
 }
 
 /// The (group, channels kept) pairs of the groups an `amount` prunes.
-pub fn filter_targets(config: &ModelConfig, amount: FilterAmount) -> Result<Vec<(String, usize)>> {
-    match amount {
-        FilterAmount::Version(version) => Ok(config.pfec_targets(version).map_err(|e| {
-            Error::Config(format!(
-                "{e}; any architecture can be pruned by a ratio instead (--ratio R, a fraction of every layer's filters)"
-            ))
-        })?),
-        FilterAmount::Ratio(ratio) => {
-            let mut targets = Vec::new();
-            for g in config.channel_groups() {
-                let keep = keep_count(g.channels, ratio)?;
-                if keep == 0 {
+pub fn filter_targets(config: &ModelConfig, amount: &FilterAmount) -> Result<Vec<(String, usize)>> {
+    let groups = config.channel_groups();
+    let (ratio, chosen): (f64, Vec<_>) = match amount {
+        FilterAmount::Version(version) => {
+            return config.pfec_targets(*version).map_err(|e| {
+                Error::Config(format!(
+                    "{e}; any architecture can be pruned by a ratio instead (--ratio R, a fraction of every layer's filters)"
+                ))
+            });
+        }
+        FilterAmount::Ratio(ratio) => (*ratio, groups),
+        FilterAmount::RatioOf { ratio, layers } => {
+            for l in layers {
+                if !groups
+                    .iter()
+                    .any(|g| selects(std::slice::from_ref(l), &g.name))
+                {
+                    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
                     return Err(Error::Config(format!(
-                        "a ratio of {ratio} leaves no filter of the {} of {} `{}`",
-                        g.channels,
+                        "--layers `{l}` names no channel group of {}; its groups are {}",
                         config.name(),
-                        g.name
+                        names.join(", ")
                     )));
                 }
-                // Only the groups that lose filters: a plan then lists exactly what changes.
-                if keep != g.channels {
-                    targets.push((g.name, keep));
-                }
             }
-            Ok(targets)
+            (
+                *ratio,
+                groups
+                    .into_iter()
+                    .filter(|g| selects(layers, &g.name))
+                    .collect(),
+            )
+        }
+    };
+    let mut targets = Vec::new();
+    for g in chosen {
+        let keep = keep_count(g.channels, ratio)?;
+        if keep == 0 {
+            return Err(Error::Config(format!(
+                "a ratio of {ratio} leaves no filter of the {} of {} `{}`",
+                g.channels,
+                config.name(),
+                g.name
+            )));
+        }
+        // Only the groups that lose filters: a plan then lists exactly what changes.
+        if keep != g.channels {
+            targets.push((g.name, keep));
         }
     }
+    Ok(targets)
 }
 
 /// Prunes `model` as `req` says and writes the result into `req.out`.
@@ -262,11 +332,8 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
     let structured_plan = match req.how {
         Pruning::Plan(plan) => Some(plan.clone()),
         Pruning::Filters { saliency, amount } => {
-            let targets = filter_targets(&config, *amount)?;
-            let version = match amount {
-                FilterAmount::Version(v) => v.map(|v| v.to_string()),
-                FilterAmount::Ratio(r) => Some(format!("ratio={r}")),
-            };
+            let targets = filter_targets(&config, amount)?;
+            let version = amount.text();
             Some(select_filters(
                 &req.how.method(),
                 version.as_deref(),

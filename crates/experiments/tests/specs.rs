@@ -107,7 +107,14 @@ fn the_clis_retraining_and_the_grids_have_the_same_hash() {
 fn a_start_named_by_content_hashes_without_its_path() {
     let base = smoke_base();
     let config = pfec_config(&base.model, Some(PfecVersion::A)).unwrap();
-    let at = |p: &str| grid::pruned_start(&base, &config, Path::new(p), Some(PfecVersion::A));
+    let at = |p: &str| {
+        grid::pruned_start(
+            &base,
+            &config,
+            Path::new(p),
+            Variant::version("resnet56", Some(PfecVersion::A)),
+        )
+    };
     let a = spec::retrain(&base, &at("runs/pruned/x"), "clr", 1).unwrap();
     let b = spec::retrain(&base, &at("/moved/runs/pruned/x"), "clr", 1).unwrap();
     assert_ne!(a, b, "the paths differ");
@@ -149,7 +156,12 @@ fn golden_hashes() {
     let scratch = spec::scratch(&base, &b, experiments::recipe::ScratchBudget::E, 2).unwrap();
     assert_eq!(scratch.hash(), "4caed4aa39bcddb3");
     // Retraining: the one hash change of issue 15 (the path left out), pinned from here on.
-    let start = grid::pruned_start(&base, &b, Path::new("anywhere"), Some(PfecVersion::B));
+    let start = grid::pruned_start(
+        &base,
+        &b,
+        Path::new("anywhere"),
+        Variant::version("resnet56", Some(PfecVersion::B)),
+    );
     assert_eq!(
         spec::retrain(&base, &start, "ft", 1).unwrap().hash(),
         "666362ccc9c99c9c"

@@ -107,6 +107,13 @@ pub struct Slr {
     pub drops: Vec<f64>,
     /// What each drop multiplies the rate by, in (0, 1]: 0.1.
     pub factor: f64,
+    /// Step the warm-up and the drops per iteration, at exact fractions of the budget
+    /// (`warmup * E` epochs of cosine, drops at `warmup * E + d * (1 - warmup) * E`), instead of
+    /// the reference code's whole epochs. For budgets of a few epochs, where the per-epoch rule
+    /// collapses: below 10 epochs its warm-up is empty, and at 1 epoch both drops fall on epoch
+    /// 0, leaving FT's constant rate. Off in the paper (and by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_iteration: bool,
 }
 
 impl Slr {
@@ -119,7 +126,27 @@ impl Slr {
             warmup: 0.1,
             drops: vec![0.5, 0.75],
             factor: 0.1,
+            per_iteration: false,
         }
+    }
+
+    /// The rate at the fractional epoch `t` of an `epochs` budget, per iteration (see
+    /// [`Slr::per_iteration`]).
+    fn lr_continuous(&self, t: f64, epochs: u32) -> f64 {
+        let e = f64::from(epochs);
+        let warmup = self.warmup * e;
+        if t < warmup {
+            let p = t / warmup;
+            return self.lr_min
+                + (self.lr_max - self.lr_min) * (1.0 - (std::f64::consts::PI * p).cos()) / 2.0;
+        }
+        let mut lr = self.lr_max;
+        for &d in &self.drops {
+            if t >= warmup + d * (1.0 - self.warmup) * e {
+                lr *= self.factor;
+            }
+        }
+        lr
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -529,6 +556,9 @@ impl LrSchedule {
                 original,
                 original_epochs,
             } => original.lr(original_epochs - epochs + k),
+            Schedule::Slr(s) if s.per_iteration => {
+                s.lr_continuous(step / f64::from(self.budget.steps_per_epoch), epochs)
+            }
             Schedule::Slr(s) => s.lr(k, epochs),
             Schedule::Clr(c) | Schedule::OneCycle(c) => c.lr(step, self.total_steps()),
             Schedule::Cosine(c) => {

@@ -66,8 +66,23 @@ impl FromStr for Schedule {
                 }
             }
             "slr" => {
-                let mut p = Params::new("slr", "preset, min, max, warmup, drops, factor", &items)?;
+                let mut p = Params::new(
+                    "slr",
+                    "preset, min, max, warmup, drops, factor, per",
+                    &items,
+                )?;
                 let mut s = Slr::preset(p.preset()?);
+                match p.take("per") {
+                    None | Some("epoch") => {}
+                    Some("iteration") => s.per_iteration = true,
+                    Some(other) => {
+                        return Err(Error::Malformed {
+                            kind: "slr",
+                            item: format!("per={other}"),
+                            expected: "per=epoch (the reference code) or per=iteration",
+                        });
+                    }
+                }
                 set(&mut s.lr_min, p.number("min")?);
                 set(&mut s.lr_max, p.number("max")?);
                 set(&mut s.warmup, p.number("warmup")?);
@@ -345,11 +360,15 @@ impl fmt::Display for Schedule {
                     s.lr_min, s.lr_max, s.warmup, s.factor
                 )?;
                 if s.drops.is_empty() {
-                    f.write_str("none")
+                    f.write_str("none")?;
                 } else {
                     let drops: Vec<String> = s.drops.iter().map(f64::to_string).collect();
-                    f.write_str(&drops.join("/"))
+                    f.write_str(&drops.join("/"))?;
                 }
+                if s.per_iteration {
+                    f.write_str(",per=iteration")?;
+                }
+                Ok(())
             }
             Schedule::Clr(c) => write_cycle(f, "clr", c),
             Schedule::OneCycle(c) => write_cycle(f, "onecycle", c),

@@ -60,15 +60,18 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             original,
             original_epochs
         }),
-        (rate(), rate(), 0.0f64..0.99, 0.05f64..1.0).prop_map(|(a, b, warmup, factor)| {
-            Schedule::Slr(Slr {
-                lr_min: a.min(b),
-                lr_max: a.max(b),
-                warmup,
-                drops: vec![0.5, 0.75],
-                factor,
-            })
-        }),
+        (rate(), rate(), 0.0f64..0.99, 0.05f64..1.0, any::<bool>()).prop_map(
+            |(a, b, warmup, factor, per_iteration)| {
+                Schedule::Slr(Slr {
+                    lr_min: a.min(b),
+                    lr_max: a.max(b),
+                    warmup,
+                    drops: vec![0.5, 0.75],
+                    factor,
+                    per_iteration,
+                })
+            }
+        ),
         one_cycle().prop_map(Schedule::Clr),
         one_cycle().prop_map(Schedule::OneCycle),
         (rate(), rate()).prop_map(|(a, b)| Schedule::Cosine(Cosine {

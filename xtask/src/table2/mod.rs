@@ -27,16 +27,19 @@ const PAPER_TABLE: (&str, &str) = (
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// paper (CIFAR, the paper's budgets), cpu (full Fashion-MNIST, overnight on 2 cores),
-    /// smoke (the bundled sample, minutes).
-    #[arg(long, value_enum, default_value = "smoke")]
+    /// sample (the default: the bundled Fashion-MNIST sample, minutes, a real if small
+    /// result), cpu (full Fashion-MNIST, about 4 hours on 2 cores), paper (CIFAR, the paper's
+    /// budgets), smoke (a pipeline check in about a minute).
+    #[arg(long, value_enum, default_value = "sample")]
     pub profile: ProfileName,
     /// Datasets, comma-separated (cifar10,cifar100,fashion-mnist) [default: the profile's].
     #[arg(long, value_delimiter = ',')]
     pub datasets: Option<Vec<String>>,
-    /// Rows: vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B.
-    #[arg(long, default_value = "vgg16,resnet56,resnet110")]
-    pub archs: String,
+    /// Rows: vgg16, resnet56, resnet56-A, resnet56-B, resnet110, resnet110-A, resnet110-B,
+    /// or ARCH@R for PFEC at ratio R of every layer (resnet20@0.5) [default: the profile's:
+    /// Table 2's five for paper and smoke, resnet20@0.5 for sample and cpu].
+    #[arg(long)]
+    pub archs: Option<String>,
     /// Write Slurm job-array scripts and one task file per run into DIR instead of running.
     #[arg(long, value_names = ["slurm", "DIR"], num_args = 2)]
     pub emit: Option<Vec<String>>,
@@ -44,6 +47,15 @@ pub struct Args {
     /// GPU is asked for only when --device is a CUDA device.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub slurm_cpus: u32,
+    /// Train nothing: rebuild the tables from the results folder's per-run records
+    /// (`runs.jsonl`) alone.
+    #[arg(long)]
+    pub report_only: bool,
+    /// Also run the protocol in PyTorch (xtask/bench/torch_reproduce.py, with $PRUNEBENCH_PYTHON
+    /// or python3, which must import torch) into results/<profile>/torch.json, and print its
+    /// numbers beside ours. The sample profile only.
+    #[arg(long)]
+    pub torch_check: bool,
     #[command(flatten)]
     pub grid: GridArgs,
 }
@@ -70,9 +82,10 @@ pub struct GridArgs {
     /// [default: runs/<profile>, shared by table2 and fig2].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
-    /// Where the report goes (table2.md and .csv; fig2.svg, .png, .csv and .md).
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    pub results_dir: PathBuf,
+    /// Where the report goes (table2.md and .csv; fig2.svg, .png, .csv and .md)
+    /// [default: results/<profile>].
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
     /// Print the plan and its cost; run nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -87,7 +100,14 @@ impl GridArgs {
     pub fn runs_dir(&self, profile: ProfileName) -> PathBuf {
         self.runs_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{profile:?}").to_lowercase()))
+            .unwrap_or_else(|| PathBuf::from("runs").join(profile.name()))
+    }
+
+    /// The results directory: as given, or `results/<profile>`.
+    pub fn results_dir(&self, profile: ProfileName) -> PathBuf {
+        self.results_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(profile.name()))
     }
 }
 
@@ -144,9 +164,15 @@ fn runs_dir(args: &Args) -> PathBuf {
 /// Expands, then prints, emits or runs the grid and writes the report.
 pub fn run(args: &Args) -> Result<Option<Summary>> {
     let profile = profile(args)?;
-    let variants = Variant::parse_list(&args.archs)?;
+    let variants = match &args.archs {
+        Some(text) => Variant::parse_list(text)?,
+        None => profile.variants.clone(),
+    };
     let runs = runs_dir(args);
-    let grid = grid::expand(&profile, &variants, &runs)?;
+    let mut grid = grid::expand(&profile, &variants, &runs)?;
+    let results = args.grid.results_dir(args.profile);
+    let mut records = report::read_records(&results)?;
+    mark_recorded(&mut grid, &records);
     if args.grid.dry_run {
         print!("{}", plan_text(&grid, &profile));
         println!("not run: imagenet resnet34 A and B (no ImageNet here)");
@@ -159,13 +185,178 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
         emit_slurm(&grid, Path::new(&emit[1]), args)?;
         return Ok(None);
     }
+    let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
+    if args.torch_check {
+        torch_check(&profile, &results)?;
+    }
+    if args.report_only {
+        report::write(&results, &grid, &records, &paper, &profile)?;
+        eprintln!(
+            "wrote {} from {} run record(s) in {}; trained nothing",
+            results.join("table2.md").display(),
+            records.len(),
+            results.join(report::RECORDS_FILE).display()
+        );
+        return Ok(None);
+    }
+    let restored = restore_checkpoints(&results.join(CHECKPOINTS), &runs)?;
+    if restored > 0 {
+        eprintln!(
+            "restored {restored} committed checkpoint(s) from {} into {}",
+            results.join(CHECKPOINTS).display(),
+            runs.display()
+        );
+    }
     let device = crate::open_device(args.grid.device)?;
     let started = Instant::now();
     let summary = exec::execute(&grid, args.grid.jobs, &device);
-    let paper = report::read_paper(Path::new(PAPER_TABLE.0), PAPER_TABLE.1)?;
-    let rows = report::collect(&grid, &paper)?;
-    report::write(&args.grid.results_dir, &rows, args.profile, profile.seeds)?;
-    conclude(summary, started, &args.grid.results_dir.join("table2.md")).map(Some)
+    if profile.keep_checkpoints {
+        keep_checkpoints(&grid, &results.join(CHECKPOINTS))?;
+    }
+    // Records first: a table is always rebuilt from them, here and by --report-only.
+    report::collect_records(&grid, args.profile, &mut records)?;
+    report::write_records(&results, &records)?;
+    report::write(&results, &grid, &records, &paper, &profile)?;
+    conclude(summary, started, &results.join("table2.md")).map(Some)
+}
+
+/// Runs `xtask/bench/torch_reproduce.py` for the sample profile into `results/torch.json`.
+fn torch_check(profile: &grid::Profile, results: &Path) -> Result<()> {
+    if profile.name != ProfileName::Sample {
+        bail!("--torch-check runs the sample profile's protocol only");
+    }
+    let python = std::env::var_os("PRUNEBENCH_PYTHON").unwrap_or_else(|| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/torch_reproduce.py");
+    let data = profile
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/sample/fashion-mnist"));
+    std::fs::create_dir_all(results)
+        .with_context(|| format!("cannot create {}", results.display()))?;
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--seeds", &profile.seeds.to_string()])
+        .args([
+            "--limit-train",
+            &profile.limit_train.unwrap_or(usize::MAX).to_string(),
+        ])
+        .arg("--out")
+        .arg(results.join(report::TORCH_FILE))
+        .status()
+        .with_context(|| format!("cannot run {}", python.to_string_lossy()))?;
+    if !status.success() {
+        bail!(
+            "{} {} failed ({status}); it needs torch and numpy (PRUNEBENCH_PYTHON names the Python)",
+            python.to_string_lossy(),
+            script.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where a results folder keeps the unpruned runs later runs start from (cpu profile).
+const CHECKPOINTS: &str = "checkpoints";
+
+/// Marks the runs the records hold as done, and the prunings whose every dependent is: a fresh
+/// clone with the committed results trains none of them again.
+fn mark_recorded(grid: &mut Grid, records: &std::collections::BTreeMap<String, report::RunRecord>) {
+    for n in &mut grid.nodes {
+        if let Task::Train { spec, .. } = &n.task {
+            n.recorded = records.contains_key(&spec.hash());
+        }
+    }
+    for i in 0..grid.nodes.len() {
+        if matches!(grid.nodes[i].task, Task::Prune { .. }) {
+            let mut users = grid.nodes.iter().filter(|n| n.deps.contains(&i)).peekable();
+            let any = users.peek().is_some();
+            let all = users.all(|n| n.recorded);
+            grid.nodes[i].recorded = any && all;
+        }
+    }
+}
+
+/// The files of a finished run that a pruning reads (its spec, state, result, logs and best-val
+/// model), copied from `run` into `to`.
+fn copy_finished_run(run: &Path, to: &Path) -> Result<()> {
+    let state: train::run::RunState = train::run::read_json(&run.join("state.json"))?;
+    let best = state
+        .best
+        .as_ref()
+        .map_or(state.last_dir.clone(), |b| b.dir.clone());
+    let tmp = to.with_extension("partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(tmp.join(&best))
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    for f in [
+        "spec.json",
+        "state.json",
+        "result.json",
+        "metrics.jsonl",
+        "hosts.jsonl",
+    ] {
+        let src = run.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, tmp.join(f))
+                .with_context(|| format!("cannot copy {}", src.display()))?;
+        }
+    }
+    for f in ["model.safetensors", "config.json"] {
+        let src = run.join(&best).join(f);
+        std::fs::copy(&src, tmp.join(&best).join(f))
+            .with_context(|| format!("cannot copy {}", src.display()))?;
+    }
+    // Whole or not at all: a kill mid-copy leaves only the .partial folder, redone next time.
+    std::fs::rename(&tmp, to)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), to.display()))?;
+    Ok(())
+}
+
+/// Copies each finished unpruned run of `grid` (its best-val model and records, ~1 MB for
+/// ResNet-20) into `dir/<hash>/` if not there yet.
+fn keep_checkpoints(grid: &Grid, dir: &Path) -> Result<()> {
+    for n in &grid.nodes {
+        if let (Some(grid::Column::Unpruned), Task::Train { runs_dir, spec }) = (n.column, &n.task)
+        {
+            let run = grid::run_dir(runs_dir, spec);
+            let to = dir.join(spec.hash());
+            if run.join("result.json").is_file() && !to.exists() {
+                copy_finished_run(&run, &to)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies every committed checkpoint of `dir` whose run `runs` lacks into it; returns how many.
+fn restore_checkpoints(dir: &Path, runs: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let from = e.path();
+        let name = e.file_name();
+        let to = runs.join(&name);
+        if from.join("result.json").is_file() && !to.join("result.json").is_file() {
+            if to.exists() {
+                bail!(
+                    "{} holds an unfinished run of {}: remove it, or the committed checkpoint cannot be restored",
+                    to.display(),
+                    from.display()
+                );
+            }
+            std::fs::create_dir_all(runs)
+                .with_context(|| format!("cannot create {}", runs.display()))?;
+            copy_finished_run(&from, &to)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The plan: one line per task, its cost in epochs x training images, and the totals.
@@ -191,7 +382,7 @@ pub fn plan_text(grid: &Grid, profile: &grid::Profile) -> String {
             "{i:>4}  {kind:<9} {:<14} {:<10} {:<7} {:>4} {:>6} {:>14}  {:<8} {where_}",
             n.dataset.name(),
             n.arch,
-            n.version.map_or("-".into(), |v| v.to_string()),
+            n.version_name(),
             n.seed,
             n.epochs(),
             cost,
@@ -233,7 +424,7 @@ fn emit_slurm(grid: &Grid, dir: &Path, args: &Args) -> Result<()> {
         cpus: args.slurm_cpus,
         report_command: format!(
             "cargo xtask reproduce table2 --profile {} --runs-dir {}",
-            format!("{:?}", args.profile).to_lowercase(),
+            args.profile.name(),
             runs_dir(args).display()
         ),
     };

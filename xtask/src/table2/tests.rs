@@ -9,7 +9,9 @@ fn args(tmp: &Path) -> Args {
     Args {
         profile: ProfileName::Smoke,
         datasets: None,
-        archs: "resnet56-B".into(),
+        archs: Some("resnet56-B".into()),
+        report_only: false,
+        torch_check: false,
         emit: None,
         slurm_cpus: 8,
         grid: GridArgs {
@@ -18,7 +20,7 @@ fn args(tmp: &Path) -> Args {
             jobs: 2,
             device: train::device::DeviceSpec::Cpu,
             runs_dir: Some(tmp.join("runs")),
-            results_dir: tmp.join("results"),
+            results_dir: Some(tmp.join("results")),
             dry_run: false,
             limits: Some(vec![8, 4]),
         },
@@ -52,7 +54,8 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
     assert_eq!(first.trained, 4, "{first:?}");
     assert_eq!(first.pruned, 1);
     assert!(first.failed.is_empty());
-    let csv = std::fs::read_to_string(a.grid.results_dir.join("table2.csv")).unwrap();
+    let csv =
+        std::fs::read_to_string(a.grid.results_dir.as_deref().unwrap().join("table2.csv")).unwrap();
     let row = csv
         .lines()
         .find(|l| l.contains(",resnet56,B,"))
@@ -69,19 +72,46 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
         }
     }
     assert_eq!(fields.last().unwrap().split('>').count(), 4, "{row}");
-    let md = std::fs::read_to_string(a.grid.results_dir.join("table2.md")).unwrap();
+    let md =
+        std::fs::read_to_string(a.grid.results_dir.as_deref().unwrap().join("table2.md")).unwrap();
     assert!(md.contains("smoke: pipeline check, not a result"));
     assert!(md.contains("| imagenet | resnet34 | A | not run |"));
 
     let before = result_mtimes(a.grid.runs_dir.as_deref().unwrap());
     assert_eq!(before.len(), 4);
+
+    // The unpruned run kept beside the results and restored into an empty runs directory is a
+    // finished run whose best-val model loads (what a pruning reads).
+    let mut p = grid::Profile::new(ProfileName::Smoke);
+    override_profile(&mut p, None, &a.grid).unwrap();
+    let g = grid::expand(
+        &p,
+        &Variant::parse_list("resnet56-B").unwrap(),
+        a.grid.runs_dir.as_deref().unwrap(),
+    )
+    .unwrap();
+    let kept = tmp.path().join("kept");
+    keep_checkpoints(&g, &kept).unwrap();
+    let restored = tmp.path().join("restored");
+    assert_eq!(restore_checkpoints(&kept, &restored).unwrap(), 1);
+    assert_eq!(
+        restore_checkpoints(&kept, &restored).unwrap(),
+        0,
+        "restored once"
+    );
+    let Task::Train { spec, .. } = &g.nodes[0].task else {
+        panic!()
+    };
+    let restored_run = restored.join(spec.hash());
+    assert!(restored_run.join("result.json").is_file());
+    train::engine::load_model(&restored_run, &candle_core::Device::Cpu).unwrap();
     let again = run(&a).unwrap().unwrap();
     assert_eq!(again.trained, 0);
     assert_eq!(again.pruned, 0);
     assert_eq!(again.skipped, 5);
     assert_eq!(result_mtimes(a.grid.runs_dir.as_deref().unwrap()), before);
     assert_eq!(
-        std::fs::read_to_string(a.grid.results_dir.join("table2.md")).unwrap(),
+        std::fs::read_to_string(a.grid.results_dir.as_deref().unwrap().join("table2.md")).unwrap(),
         md,
         "the same table"
     );
@@ -101,9 +131,24 @@ fn smoke_grid_fills_its_row_and_a_rerun_trains_nothing() {
     );
     assert_eq!(result_mtimes(&moved), before);
     assert_eq!(
-        std::fs::read_to_string(b.grid.results_dir.join("table2.md")).unwrap(),
+        std::fs::read_to_string(b.grid.results_dir.as_deref().unwrap().join("table2.md")).unwrap(),
         md,
         "the same table from the moved runs"
+    );
+
+    // The records alone: with no runs directory at all (a fresh clone with the committed
+    // results), nothing is trained again and the table is the same.
+    std::fs::remove_dir_all(&moved).unwrap();
+    let fresh = run(&b).unwrap().unwrap();
+    assert_eq!((fresh.trained, fresh.pruned), (0, 0), "{fresh:?}");
+    assert!(
+        !moved.exists(),
+        "nothing was trained into the runs directory"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.grid.results_dir.as_deref().unwrap().join("table2.md")).unwrap(),
+        md,
+        "the same table from the records alone"
     );
 }
 
@@ -158,7 +203,7 @@ fn sample_std_and_the_paper_table_parse() {
 fn emit_slurm_writes_one_task_per_node_in_dependency_stages() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = args(tmp.path());
-    a.archs = "resnet56".into();
+    a.archs = Some("resnet56".into());
     a.emit = Some(vec![
         "slurm".into(),
         tmp.path().join("slurm").display().to_string(),
@@ -236,7 +281,8 @@ fn shortened_profiles_drop_the_rate_at_the_papers_fractions() {
         };
         (0..spec.epochs).map(|e| pieces.lr(e)).collect()
     };
-    let cpu = grid::Profile::new(ProfileName::Cpu);
+    let mut cpu = grid::Profile::new(ProfileName::Cpu);
+    cpu.original_epochs = 8;
     let base = grid::base_spec(&cpu, DatasetKind::FashionMnist, "resnet56", 1).unwrap();
     let r = lrs(&base);
     assert_eq!(r.len(), 8);
@@ -245,11 +291,159 @@ fn shortened_profiles_drop_the_rate_at_the_papers_fractions() {
     assert!(r[4..6].iter().all(|&x| (x - 0.01).abs() < 1e-12), "{r:?}");
     assert!(r[6..].iter().all(|&x| (x - 0.001).abs() < 1e-12), "{r:?}");
     // FT retrains at the rate the original training ended with.
-    let start = grid::pruned_start(&base, &base.model, Path::new("p"), None);
+    let start = grid::pruned_start(
+        &base,
+        &base.model,
+        Path::new("p"),
+        Variant::version("resnet56", None),
+    );
     let ft = experiments::spec::retrain(&base, &start, "ft", 2).unwrap();
     assert!(matches!(ft.schedule, Schedule::Ft { lr } if (lr - 0.001).abs() < 1e-12));
     // The paper profile keeps the preset as written.
     let paper = grid::Profile::new(ProfileName::Paper);
     let base = grid::base_spec(&paper, DatasetKind::Cifar10, "resnet56", 1).unwrap();
     assert_eq!(base.schedule, Schedule::original(schedules::Preset::Cifar));
+}
+
+/// Records for every cell of `grid`, the accuracy given by `acc(column, seed)`.
+fn records_for(
+    grid: &Grid,
+    acc: impl Fn(grid::Column, u32) -> f64,
+) -> std::collections::BTreeMap<String, report::RunRecord> {
+    let mut out = std::collections::BTreeMap::new();
+    for cell in &grid.cells {
+        let node = &grid.nodes[cell.node];
+        let Task::Train { spec, .. } = &node.task else {
+            continue;
+        };
+        let r = report::RunRecord {
+            profile: "sample".into(),
+            dataset: cell.dataset.name().into(),
+            model: cell.variant.arch.into(),
+            version: cell.variant.version_name(),
+            column: cell.column,
+            seed: node.seed,
+            spec_hash: spec.hash(),
+            test_acc: acc(cell.column, node.seed),
+            best_val_acc: 0.5,
+            best_epoch: 0,
+            epochs: spec.epochs,
+            final_test_acc: 0.5,
+            params: 1,
+            flops: 1,
+            seconds: 60.0,
+            hosts: vec![],
+        };
+        out.insert(r.spec_hash.clone(), r);
+    }
+    out
+}
+
+#[test]
+fn the_sample_and_cpu_profiles_run_the_four_methods_on_a_half_resnet20() {
+    use grid::Column;
+    for name in [ProfileName::Sample, ProfileName::Cpu] {
+        let p = grid::Profile::new(name);
+        let g = grid::expand(&p, &p.variants, Path::new("runs")).unwrap();
+        assert_eq!(p.seeds, 3);
+        let mut cols = p.columns();
+        cols.retain(|c| !matches!(c, Column::Unpruned | Column::ScratchE | Column::ScratchB));
+        assert_eq!(
+            cols,
+            [Column::Finetune, Column::Lrw, Column::Slr, Column::Clr]
+        );
+        // Per seed: the unpruned run, 4 retrainings, Scratch-E (and Scratch-B for cpu).
+        let per_seed = if name == ProfileName::Cpu { 7 } else { 6 };
+        assert_eq!(g.cells.len(), 3 * per_seed, "{name:?}");
+        // Every retraining starts from the seed's pruned checkpoint: a quarter of the original.
+        for n in &g.nodes {
+            if let (Some(c), Task::Train { spec, .. }) = (n.column, &n.task)
+                && c.schedule().is_some()
+            {
+                assert_eq!(spec.epochs * 4, p.original_epochs, "{c:?}");
+                assert_eq!(n.deps.len(), 1);
+                assert!(matches!(
+                    g.nodes[n.deps[0]].task,
+                    Task::Prune {
+                        ratio: Some(0.5),
+                        ..
+                    }
+                ));
+                if c == Column::Slr {
+                    // Per iteration: a one-epoch budget would leave the per-epoch rule at FT's rate.
+                    assert!(
+                        matches!(&spec.schedule, schedules::Schedule::Slr(s) if s.per_iteration)
+                    );
+                }
+            }
+        }
+        // Scratch-B, the longest runs, come last.
+        if name == ProfileName::Cpu {
+            let kinds: Vec<String> = g.nodes.iter().map(|n| n.kind()).collect();
+            assert!(
+                kinds[kinds.len() - 3..].iter().all(|k| k == "scratch_b"),
+                "{kinds:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn paired_differences_their_interval_and_the_claim_sentence() {
+    use grid::Column;
+    let p = grid::Profile::new(ProfileName::Sample);
+    let g = grid::expand(&p, &p.variants, Path::new("runs")).unwrap();
+    // FT 0.70 + seed/100; LRW equal to FT; SLR below by 1, 2, 3 points; CLR above by 2, 3, 4.
+    let records = records_for(&g, |c, seed| {
+        let ft = 0.70 + f64::from(seed) / 100.0;
+        match c {
+            Column::Slr => ft - f64::from(seed) / 100.0,
+            Column::Clr => ft + (1.0 + f64::from(seed)) / 100.0,
+            Column::Unpruned => 0.8,
+            _ => ft,
+        }
+    });
+    let paper = report::PaperTable::new();
+    let rows = report::rows(&g, &records, &paper);
+    assert_eq!(rows.len(), 1);
+    let pairs = report::paired(&rows[0]);
+    let get = |c| pairs.iter().find(|x| x.column == c).unwrap();
+    let clr = get(Column::Clr);
+    assert_eq!(clr.diffs.len(), 3);
+    assert!((clr.mean - 3.0).abs() < 1e-9, "{clr:?}");
+    // sd 1, n 3: 3 +- 4.303 / sqrt(3).
+    let (lo, hi) = clr.ci.unwrap();
+    assert!((lo - (3.0 - 4.303 / 3f64.sqrt())).abs() < 1e-9, "{lo}");
+    assert!((hi - (3.0 + 4.303 / 3f64.sqrt())).abs() < 1e-9, "{hi}");
+    assert_eq!((clr.better, clr.ties, clr.worse), (3, 0, 0));
+    assert_eq!(clr.verdict(), "better");
+    assert_eq!(get(Column::Lrw).verdict(), "equal");
+    assert_eq!(get(Column::Slr).verdict(), "worse");
+    let sentence = report::claim(&rows[0], &pairs);
+    assert!(sentence.contains("did not hold"), "{sentence}");
+    assert!(sentence.contains("SLR below FT"), "{sentence}");
+    assert!(sentence.contains("CLR above FT"), "{sentence}");
+
+    // The tables come from the records alone: writing twice gives the same bytes, and the
+    // Markdown has the paired section.
+    let tmp = tempfile::tempdir().unwrap();
+    report::write(tmp.path(), &g, &records, &paper, &p).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("table2.md")).unwrap();
+    assert!(md.contains("## Against fine-tuning, seed by seed"), "{md}");
+    assert!(
+        md.contains("| CLR − FT | 1: +2.00, 2: +3.00, 3: +4.00 |"),
+        "{md}"
+    );
+    report::write_records(tmp.path(), &records).unwrap();
+    let back = report::read_records(tmp.path()).unwrap();
+    assert_eq!(back, records);
+    let again = tempfile::tempdir().unwrap();
+    report::write(again.path(), &g, &back, &paper, &p).unwrap();
+    for f in ["table2.md", "table2.csv", "paired.csv"] {
+        assert_eq!(
+            std::fs::read(tmp.path().join(f)).unwrap(),
+            std::fs::read(again.path().join(f)).unwrap(),
+            "{f}"
+        );
+    }
 }

@@ -53,6 +53,25 @@ struct Report<'a> {
     flops: u64,
     config: &'a ModelConfig,
     layers: Vec<LayerReport>,
+    /// The channel groups `prune --ratio` (and `--layers`) prunes, with their widths.
+    channel_groups: Vec<GroupReport>,
+}
+
+#[derive(Serialize)]
+struct GroupReport {
+    name: String,
+    channels: usize,
+}
+
+fn groups(config: &ModelConfig) -> Vec<GroupReport> {
+    config
+        .channel_groups()
+        .into_iter()
+        .map(|g| GroupReport {
+            name: g.name,
+            channels: g.channels,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -103,6 +122,7 @@ fn info(args: InfoArgs) -> Result<()> {
                         layer,
                     })
                     .collect(),
+                channel_groups: groups(&config),
             };
             // Rendered first, so a closed pipe surfaces as an io::Error (main treats it as
             // success); serde_json's writer would hide it inside its own error type.
@@ -175,6 +195,15 @@ fn write_text(out: &mut impl Write, config: &ModelConfig) -> Result<()> {
             layer.params(),
             layer.flops()
         )?;
+    }
+    let groups = groups(config);
+    writeln!(
+        out,
+        "\nchannel groups (what prune --ratio R prunes; --layers selects by name or prefix): {}",
+        groups.len()
+    )?;
+    for g in groups {
+        writeln!(out, "  {:<22} {:>5} channels", g.name, g.channels)?;
     }
     Ok(())
 }

@@ -21,9 +21,13 @@ use crate::output::{print_json, print_line};
     prunebench prune --arch resnet56 --method mwp --sparsity 0.9 --out sparse/\n  \
     prunebench prune --arch resnet110 --method random-filter --version B --seed 1 --out rand/\n  \
     prunebench prune --checkpoint runs/r20 --method pfec --ratio 0.5 --out half/\n  \
+    prunebench prune --checkpoint runs/r56 --method pfec --ratio 0.6 --layers layer1,layer2.0 --out early/\n  \
     prunebench prune --checkpoint runs/r56 --plan pruned/plan.json --out pruned/\n\n\
     PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version).\n\
-    Any architecture: --ratio R removes int-rounded R of every layer's filters (keep = int(n (1 - R)))."
+    Any architecture: --ratio R removes int-rounded R of every layer's filters (keep = int(n (1 - R)));\n\
+    --layers restricts it to the channel groups named (or prefixed) there. `prunebench model info ARCH`\n\
+    lists the groups (ResNet: each block's first conv, layerS.B.conv1; VGG: feature.N; DenseNet: every conv\n\
+    whose output is not concatenated away)."
 )]
 pub struct Args {
     /// A checkpoint directory (or .safetensors file) to prune, or hf://owner/name[@revision].
@@ -68,6 +72,10 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     ratio: Option<f64>,
+    /// With --ratio: prune only these channel groups, comma-separated group names or dotted
+    /// prefixes (layer1 = every group of ResNet's first stage; layer2.0.conv1 = one group).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', requires = "ratio")]
+    layers: Option<Vec<String>>,
     /// The fraction of conv weights to remove, in [0, 1), for mwp and random-weight.
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     sparsity: Option<f64>,
@@ -121,9 +129,13 @@ impl Method {
                 } else {
                     FilterSaliency::Random { seed }
                 },
-                amount: match args.ratio {
-                    Some(r) => FilterAmount::Ratio(r),
-                    None => FilterAmount::Version(version),
+                amount: match (args.ratio, &args.layers) {
+                    (Some(ratio), Some(layers)) => FilterAmount::RatioOf {
+                        ratio,
+                        layers: layers.iter().map(|l| l.trim().to_string()).collect(),
+                    },
+                    (Some(r), None) => FilterAmount::Ratio(r),
+                    (None, _) => FilterAmount::Version(version),
                 },
             },
             Self::Mwp | Self::RandomWeight => {
