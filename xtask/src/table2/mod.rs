@@ -233,17 +233,17 @@ fn torch_check(profile: &grid::Profile, results: &Path) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("data/sample/fashion-mnist"));
     std::fs::create_dir_all(results)
         .with_context(|| format!("cannot create {}", results.display()))?;
-    let status = std::process::Command::new(&python)
-        .arg(&script)
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script)
         .arg("--data-dir")
         .arg(&data)
         .args(["--seeds", &profile.seeds.to_string()])
-        .args([
-            "--limit-train",
-            &profile.limit_train.unwrap_or(usize::MAX).to_string(),
-        ])
         .arg("--out")
-        .arg(results.join(report::TORCH_FILE))
+        .arg(results.join(report::TORCH_FILE));
+    if let Some(n) = profile.limit_train {
+        cmd.args(["--limit-train", &n.to_string()]);
+    }
+    let status = cmd
         .status()
         .with_context(|| format!("cannot run {}", python.to_string_lossy()))?;
     if !status.success() {

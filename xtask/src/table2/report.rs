@@ -752,12 +752,12 @@ pub fn read_torch(dir: &Path) -> Result<Option<TorchCheck>> {
 }
 
 /// The cross-check section: per column our mean ± std beside PyTorch's, and the difference of
-/// the means (not paired: the two engines draw different initialisations and data orders).
+/// the means.
 pub fn torch_markdown(rows: &[Row], check: &TorchCheck) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\n## PyTorch cross-check (the same protocol)\n\n`xtask/bench/torch_reproduce.py` runs this protocol in PyTorch {} ({} threads, {:.0} s on {}): the same split, schedules, pruning rule and model selection; its own random initialisation, data order and augmentation, so the two are compared by their means over the seeds, not seed by seed.\n",
+        "\n## PyTorch cross-check (the same protocol)\n\n`xtask/bench/torch_reproduce.py` runs this protocol in PyTorch {} ({} threads, {:.0} s on {}): the same split, model, schedules, pruning rule and model selection, and our random streams bit for bit (the split, the data order, the crops and flips, the initial weights). What differs is float arithmetic (oneDNN's summation order against ours), which compounds over training at rate 0.1, so single seeds drift apart; the means over the seeds are what should agree.\n",
         check.torch, check.threads, check.wall_s, check.machine
     );
     let _ = writeln!(
