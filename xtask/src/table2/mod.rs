@@ -47,8 +47,8 @@ pub struct Args {
     /// GPU is asked for only when --device is a CUDA device.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub slurm_cpus: u32,
-    /// Train nothing: rebuild the tables from the results folder's per-run records
-    /// (`runs.jsonl`) alone.
+    /// Train nothing: add the runs directory's finished runs (if any) to the results folder's
+    /// per-run records (`runs.jsonl`), then rebuild the tables from the records alone.
     #[arg(long)]
     pub report_only: bool,
     /// Also run the protocol in PyTorch (xtask/bench/torch_reproduce.py, with $PRUNEBENCH_PYTHON
@@ -190,6 +190,19 @@ pub fn run(args: &Args) -> Result<Option<Summary>> {
         torch_check(&profile, &results)?;
     }
     if args.report_only {
+        // Trains nothing: adds what the runs directory (if any) has finished to the records and
+        // keeps its unpruned checkpoints, then rebuilds the tables from the records alone.
+        let added = report::collect_records(&grid, args.profile, &mut records)?;
+        if added > 0 {
+            report::write_records(&results, &records)?;
+            eprintln!(
+                "added {added} finished run(s) from {} to the records",
+                runs.display()
+            );
+        }
+        if profile.keep_checkpoints && runs.is_dir() {
+            keep_checkpoints(&grid, &results.join(CHECKPOINTS))?;
+        }
         report::write(&results, &grid, &records, &paper, &profile)?;
         eprintln!(
             "wrote {} from {} run record(s) in {}; trained nothing",
