@@ -380,7 +380,7 @@ fn fmt_paired(p: &Paired) -> String {
 /// One sentence: whether the paper's claim (LRW, SLR and CLR at least as good as FT at the same
 /// budget) held in this row. A method counts as better or worse than FT only when the 95%
 /// interval of its paired difference excludes zero (the rule is fixed before any run).
-pub fn claim(row: &Row, pairs: &[Paired]) -> String {
+pub fn claim(pairs: &[Paired]) -> String {
     let methods: Vec<&Paired> = pairs
         .iter()
         .filter(|p| matches!(p.column, Column::Lrw | Column::Slr | Column::Clr))
@@ -422,7 +422,6 @@ pub fn claim(row: &Row, pairs: &[Paired]) -> String {
     } else {
         "was neither confirmed nor refuted"
     };
-    let _ = row;
     format!(
         "The paper's claim (LRW, SLR, CLR >= FT at the same budget) {verdict} here: {} ({n} seed(s), 95% intervals).",
         parts.join("; ")
@@ -452,7 +451,7 @@ fn fmt_stat(s: Option<&Stat>) -> String {
 }
 
 /// What the records say about the work: runs, summed wall time and machines.
-fn provenance_line(records: &BTreeMap<String, RunRecord>, rows: &[Row], grid: &Grid) -> String {
+fn provenance_line(records: &BTreeMap<String, RunRecord>, grid: &Grid) -> String {
     let wanted: std::collections::BTreeSet<String> = grid
         .cells
         .iter()
@@ -470,7 +469,6 @@ fn provenance_line(records: &BTreeMap<String, RunRecord>, rows: &[Row], grid: &G
         .collect();
     machines.sort();
     machines.dedup();
-    let _ = rows;
     format!(
         "{} of {} runs finished, {hours:.2} h of training in all (the runs' wall times summed, evaluation included), on {}.",
         used.len(),
@@ -532,7 +530,7 @@ pub fn markdown(
         },
         profile.name.name()
     );
-    let _ = writeln!(md, "{}\n", provenance_line(records, rows, grid));
+    let _ = writeln!(md, "{}\n", provenance_line(records, grid));
     let _ = write!(md, "| dataset | model | version |");
     for c in &columns {
         let _ = write!(md, " {} |", c.title());
@@ -605,7 +603,7 @@ pub fn markdown(
                 "- {} {}: {}",
                 row.dataset,
                 row.variant.label(),
-                claim(row, &paired(row))
+                claim(&paired(row))
             );
         }
     }

@@ -419,7 +419,7 @@ fn paired_differences_their_interval_and_the_claim_sentence() {
     assert_eq!(clr.verdict(), "better");
     assert_eq!(get(Column::Lrw).verdict(), "equal");
     assert_eq!(get(Column::Slr).verdict(), "worse");
-    let sentence = report::claim(&rows[0], &pairs);
+    let sentence = report::claim(&pairs);
     assert!(sentence.contains("did not hold"), "{sentence}");
     assert!(sentence.contains("SLR below FT"), "{sentence}");
     assert!(sentence.contains("CLR above FT"), "{sentence}");
