@@ -203,7 +203,7 @@ pub struct Host {
     pub machine: String,
     /// Cores the process could use.
     pub cores: usize,
-    /// The training device (`cpu`, `cuda:0`).
+    /// The training device: `cpu` or `gpu` (which GPU is not recorded).
     pub device: String,
     /// Seconds since the Unix epoch when training started or resumed.
     pub started: u64,
