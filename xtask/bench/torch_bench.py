@@ -1,72 +1,66 @@
-"""PyTorch side of `cargo xtask bench`: training and inference images/s of CIFAR ResNets.
+"""PyTorch side of `cargo xtask bench`: training and inference images/s of prunebench's networks.
 
-The same networks as prunebench's `models` crate (Liu et al.'s l1-norm-pruning ResNet: 3x3
-convs, BasicBlocks, option-A shortcut of a 2x2 average pool plus zero channels), random
-32x32 RGB inputs, a training step = forward in training mode, cross-entropy, backward, SGD
-(momentum 0.9, weight decay 1e-4); inference = forward in eval mode under torch.inference_mode.
-On the CPU, channels_last memory format (oneDNN's fast path). With --device cuda[:N], model and
-data on that GPU in PyTorch's default (contiguous NCHW) format, TF32 off so convolutions and
-matmuls compute in full f32 as candle's CUDA backend does, and torch.cuda.synchronize() around
-every timed loop. Prints one JSON object per line.
+The networks are tests/fixtures/reference_models.py's (the definitions the logit fixtures are
+made with), built from a prunebench model config (`--config`, the JSON of `config.json`, pruned
+or not) or by name (`--models resnet20,resnet56,resnet110,vgg16,densenet40`). Random 32x32
+inputs; a training step = forward in training mode, cross-entropy, backward, SGD (momentum 0.9,
+weight decay 1e-4); inference = forward in eval mode under torch.inference_mode. On the CPU,
+channels_last memory format (oneDNN's fast path). With --device cuda[:N], model and data on that
+GPU in PyTorch's default (contiguous NCHW) format, TF32 off so convolutions and matmuls compute
+in full f32 as candle's CUDA backend does, and torch.cuda.synchronize() around every timed
+section. Prints one JSON object per model and line: images/s, the mean seconds of a training
+step's phases (forward with the loss, backward, update), and the process's peak resident memory.
 
 PyTorch is only a point of comparison: prunebench never needs it.
 """
 
 import argparse
 import json
+import os
+import resource
+import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes, width, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, width, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.pad = planes - inplanes if (stride != 1 or inplanes != planes) else None
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.pad is None:
-            res = x
-        else:
-            res = F.pad(F.avg_pool2d(x, 2), (0, 0, 0, 0, 0, self.pad))
-        return F.relu(out + res)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/fixtures"))
+from reference_models import from_config  # noqa: E402
 
 
-class ResNet(nn.Module):
-    def __init__(self, depth, num_classes=10):
-        super().__init__()
+def named_config(name):
+    """prunebench's unpruned CIFAR-10 configs by name, as `ModelConfig::from_name` builds them."""
+    if name.startswith("resnet"):
+        depth = int(name.removeprefix("resnet"))
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        blocks, inplanes = [], 16
-        for stage, planes in enumerate([16, 32, 64]):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(inplanes, planes, planes, stride))
-                inplanes = planes
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.blocks(x)
-        x = F.avg_pool2d(x, 8).flatten(1)
-        return self.fc(x)
+        return {"arch": "resnet", "depth": depth, "in_channels": 3, "num_classes": 10,
+                "block_widths": [16] * n + [32] * n + [64] * n}
+    if name == "vgg16":
+        cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+        return {"arch": "vgg", "in_channels": 3, "num_classes": 10, "cfg": cfg,
+                "classifier_width": 512}
+    if name.startswith("densenet"):
+        depth, growth = int(name.removeprefix("densenet")), 12
+        n = (depth - 4) // 3
+        stem = 2 * growth
+        return {"arch": "densenet", "depth": depth, "growth_rate": growth, "in_channels": 3,
+                "num_classes": 10, "stem_width": stem, "layer_widths": [growth] * (3 * n),
+                "transition_widths": [stem + n * growth, stem + 2 * n * growth]}
+    raise SystemExit(f"unknown model {name!r} (resnetN, vgg16, densenetN)")
 
 
 def memory_format(device):
     return torch.contiguous_format if device.type == "cuda" else torch.channels_last
 
 
-def measure(depth, train_batch, infer_batch, iters, warmup, device):
+def peak_rss_bytes():
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(config, train_batch, infer_batch, iters, warmup, device, train_only):
+    # The interpreter and torch's libraries, before the model exists.
+    baseline = peak_rss_bytes()
     torch.manual_seed(1)
     fmt = memory_format(device)
 
@@ -75,28 +69,53 @@ def measure(depth, train_batch, infer_batch, iters, warmup, device):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    model = ResNet(depth).to(device=device, memory_format=fmt)
+    model = from_config(config).to(device=device, memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(train_batch, 3, 32, 32).to(device=device, memory_format=fmt)
-    y = (torch.arange(train_batch) % 10).to(device)
+    c = config["in_channels"]
+    x = torch.randn(train_batch, c, 32, 32).to(device=device, memory_format=fmt)
+    y = (torch.arange(train_batch) % config["num_classes"]).to(device)
+    phases = [0.0, 0.0, 0.0]
 
-    def step():
+    def step(timed):
+        marks = [time.perf_counter()]
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        loss = F.cross_entropy(model(x), y)
+        if timed:
+            sync()
+            marks.append(time.perf_counter())
+        loss.backward()
+        if timed:
+            sync()
+            marks.append(time.perf_counter())
         opt.step()
+        if timed:
+            sync()
+            marks.append(time.perf_counter())
+            for i in range(3):
+                phases[i] += marks[i + 1] - marks[i]
 
     model.train()
     for _ in range(warmup):
-        step()
+        step(False)
     sync()
+    # On the CPU the phases are timed in the timed loop (reading the clock costs nothing); a GPU
+    # needs a synchronisation per phase, so there they are timed in a second pass.
+    cpu = device.type == "cpu"
     t = time.perf_counter()
     for _ in range(iters):
-        step()
+        step(cpu)
     sync()
     train = iters * train_batch / (time.perf_counter() - t)
+    if not cpu:
+        for _ in range(iters):
+            step(True)
+    out = {"train_images_per_sec": train, "baseline_rss_bytes": baseline,
+           "phase_seconds": {k: v / iters for k, v in zip(("forward", "backward", "update"), phases)}}
+    if train_only:
+        return out
 
     model.eval()
-    xi = torch.randn(infer_batch, 3, 32, 32).to(device=device, memory_format=fmt)
+    xi = torch.randn(infer_batch, c, 32, 32).to(device=device, memory_format=fmt)
     with torch.inference_mode():
         for _ in range(warmup):
             model(xi).sum().item()
@@ -105,19 +124,22 @@ def measure(depth, train_batch, infer_batch, iters, warmup, device):
         for _ in range(iters):
             model(xi).sum().item()
         sync()
-        infer = iters * infer_batch / (time.perf_counter() - t)
-    return train, infer
+        out["inference_images_per_sec"] = iters * infer_batch / (time.perf_counter() - t)
+    return out
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--models", default="resnet20,resnet56")
+    p.add_argument("--models", default="", help="comma-separated names (resnet20, vgg16, ...)")
+    p.add_argument("--config", action="append", default=[],
+                   help="a prunebench model config as JSON (repeatable)")
     p.add_argument("--train-batch", type=int, default=64)
     p.add_argument("--infer-batch", type=int, default=256)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--train-only", action="store_true", help="skip inference")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -133,18 +155,24 @@ def main():
         device_name = "cpu"
     else:
         p.error(f"--device takes cpu, cuda or cuda:N, not {a.device}")
-    for name in a.models.split(","):
-        depth = int(name.removeprefix("resnet"))
-        train, infer = measure(depth, a.train_batch, a.infer_batch, a.iters, a.warmup, device)
+    configs = [(n, named_config(n)) for n in a.models.split(",") if n]
+    configs += [(None, json.loads(c)) for c in a.config]
+    if not configs:
+        p.error("give --models or --config")
+    for name, config in configs:
+        out = measure(config, a.train_batch, a.infer_batch, a.iters, a.warmup, device,
+                      a.train_only)
         print(json.dumps({
-            "model": name,
+            "model": name or config["arch"],
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "device": str(device),
             "device_name": device_name,
             "memory_format": str(memory_format(device)).removeprefix("torch."),
-            "train_images_per_sec": train,
-            "inference_images_per_sec": infer,
+            "train_batch": a.train_batch,
+            "infer_batch": a.infer_batch,
+            "peak_rss_bytes": peak_rss_bytes(),
+            **out,
         }), flush=True)
 
 

@@ -1,7 +1,10 @@
-//! `cargo xtask bench`: training and inference images/s of CIFAR ResNet-20/56 with candle's
-//! built-in ops, with our kernels (`kernels` crate) and with PyTorch (when a Python with torch is
-//! found), side by side in one run; then pruned models against their unpruned ones (speed-up
-//! against FLOPs ratio). Prints Markdown tables.
+//! `cargo xtask bench`: training and inference images/s of the paper's CIFAR networks (ResNet-20,
+//! 56 and 110, VGG-16, DenseNet-40) with our kernels (`kernels` crate), with PyTorch (when a
+//! Python with torch is found) and, for ResNet-20/56, with candle's built-in ops, side by side in
+//! one run; where a training step spends its time (forward, backward, update); pruned models
+//! against their unpruned ones (speed-up against FLOPs ratio); the peak memory of a ResNet-56
+//! training process; and how images/s scale with batch size and thread count. Prints Markdown
+//! tables and one summary line per model and mode, and writes every figure as JSON (`--json`).
 //!
 //! A training step is what the loop does per batch: forward in training mode, cross-entropy,
 //! backward and the SGD update (momentum 0.9, weight decay 1e-4). Inference is a forward pass in
@@ -22,6 +25,7 @@ use candle_core::{DType, Device, ModuleT, Tensor};
 use kernels::{Backend, with_backend};
 use models::{Model, ModelConfig};
 use prune_core::PfecVersion;
+use serde::{Deserialize, Serialize};
 use train::device::DeviceSpec;
 use train::sgd::{Sgd, SgdConfig};
 
@@ -39,18 +43,40 @@ pub struct Args {
     /// Inference batch size.
     #[arg(long, default_value_t = 256)]
     infer_batch: usize,
+    /// The models of the main table (CIFAR-10, unpruned).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resnet20,resnet56,resnet110,vgg16,densenet40"
+    )]
+    models: Vec<String>,
     /// The Python that runs xtask/bench/torch_bench.py (else $PRUNEBENCH_PYTHON, else python3).
     #[arg(long)]
     python: Option<PathBuf>,
     /// Skip PyTorch.
     #[arg(long)]
     no_torch: bool,
-    /// Skip candle's built-in ops (the slowest part of the run).
+    /// Skip candle's built-in ops (the slowest part of the run; measured on ResNet-20/56 only).
     #[arg(long)]
     no_candle: bool,
     /// Skip the pruned-model table.
     #[arg(long)]
     no_pruned: bool,
+    /// Skip the peak-memory measurement (a ResNet-56 training process, ours and PyTorch's).
+    #[arg(long)]
+    no_memory: bool,
+    /// Skip the scaling table (images/s against batch size and thread count).
+    #[arg(long)]
+    no_scaling: bool,
+    /// The model of the scaling table.
+    #[arg(long, default_value = "resnet56")]
+    scaling_model: String,
+    /// The batch sizes of the scaling table (training and inference alike).
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128,256")]
+    scaling_batches: Vec<usize>,
+    /// Where the figures are written as JSON (besides the tables on stdout).
+    #[arg(long, default_value = "target/bench/bench.json")]
+    json: PathBuf,
     /// cpu (candle's ops against our kernels), or cuda / cuda:N (candle's CUDA backend, which
     /// needs xtask built with --features cuda; see docs/cuda.md). PyTorch runs on the same device.
     #[arg(long, value_name = "cpu|cuda|cuda:N", default_value = "cpu")]
@@ -60,16 +86,44 @@ pub struct Args {
     /// keep their debug assertions, which slow candle's ops several times over).
     #[arg(long)]
     here: bool,
+    /// Internal: measure the one model of `--models` with our kernels and print its figures as
+    /// one JSON line (the memory and scaling measurements run in such child processes).
+    #[arg(long, hide = true)]
+    probe: bool,
+    /// Internal, with --probe: training only.
+    #[arg(long, hide = true)]
+    train_only: bool,
 }
 
-/// Images per second of a training step and of inference, and the CPU time used per wall second.
-#[derive(Clone, Copy, Debug)]
+/// The models candle's built-in ops are measured on (the others would take minutes each).
+const CANDLE_MODELS: [&str; 2] = ["resnet20", "resnet56"];
+
+/// Mean seconds of the phases of a training step.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Phases {
+    /// Forward in training mode and the loss.
+    forward: f64,
+    /// `loss.backward()`.
+    backward: f64,
+    /// The SGD update.
+    update: f64,
+}
+
+/// Images per second of a training step and of inference, and how the step spent its time.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Speed {
     train: f64,
-    infer: f64,
+    /// None when only training was measured.
+    infer: Option<f64>,
     /// Process CPU seconds per wall-clock second over the timed training steps (2.0 = two busy
-    /// cores); None where /proc is unavailable.
+    /// cores); None where /proc is unavailable or on a GPU.
     cores_busy: Option<f64>,
+    phases: Phases,
+    /// The process's peak resident memory (Linux `VmHWM`, PyTorch's `ru_maxrss`), where a
+    /// process of its own measured the model.
+    peak_rss_bytes: Option<u64>,
+    /// The same figure just before the model was built (the program and its libraries).
+    baseline_rss_bytes: Option<u64>,
 }
 
 /// User plus system CPU seconds of this process so far, from /proc (Linux).
@@ -82,6 +136,14 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// This process's peak resident set size, from /proc (Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -92,65 +154,174 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// What one measurement runs: batch sizes and iteration counts, and whether inference is timed.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    train_batch: usize,
+    infer_batch: usize,
+    iters: usize,
+    warmup: usize,
+    infer: bool,
+}
+
+impl Plan {
+    fn of(args: &Args) -> Self {
+        Self {
+            train_batch: args.train_batch,
+            infer_batch: args.infer_batch,
+            iters: args.iters,
+            warmup: args.warmup,
+            infer: !args.train_only,
+        }
+    }
+
+    fn batch(self, batch: usize) -> Self {
+        Self {
+            train_batch: batch,
+            infer_batch: batch,
+            ..self
+        }
+    }
+}
+
 /// Times `config` on `device`. The backend matters on the CPU only: `kernels::use_ours` is false
 /// for other devices, so there both backends run candle's ops.
-fn measure(config: &ModelConfig, backend: Backend, args: &Args, device: &Device) -> Result<Speed> {
+fn measure(config: &ModelConfig, backend: Backend, plan: Plan, device: &Device) -> Result<Speed> {
     with_backend(backend, || -> Result<Speed> {
         let model = Model::init(config, 1, device)?;
         let mut sgd = Sgd::new(model.trainable_vars(), SgdConfig::default())?;
         let c = config.in_channels();
-        let x = Tensor::randn(0f32, 1.0, (args.train_batch, c, 32, 32), device)?;
+        let x = Tensor::randn(0f32, 1.0, (plan.train_batch, c, 32, 32), device)?;
         let classes = config.num_classes() as u32;
-        let labels: Vec<u32> = (0..args.train_batch as u32).map(|i| i % classes).collect();
-        let y = Tensor::from_vec(labels, args.train_batch, device)?;
-        let mut step = || -> Result<()> {
+        let labels: Vec<u32> = (0..plan.train_batch as u32).map(|i| i % classes).collect();
+        let y = Tensor::from_vec(labels, plan.train_batch, device)?;
+        let mut phases = Phases::default();
+        // With `sync`, each phase waits for the GPU before the clock is read.
+        let mut step = |timed: bool, sync: bool| -> Result<()> {
+            let wait = || if sync { device.synchronize() } else { Ok(()) };
+            let t0 = Instant::now();
             let logits = model.forward_t(&x, true)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            sgd.step(&loss.backward()?, 0.01, None)?;
+            wait()?;
+            let t1 = Instant::now();
+            let grads = loss.backward()?;
+            wait()?;
+            let t2 = Instant::now();
+            sgd.step(&grads, 0.01, None)?;
+            wait()?;
+            if timed {
+                phases.forward += (t1 - t0).as_secs_f64();
+                phases.backward += (t2 - t1).as_secs_f64();
+                phases.update += t2.elapsed().as_secs_f64();
+            }
             Ok(())
         };
-        for _ in 0..args.warmup {
-            step()?;
+        for _ in 0..plan.warmup {
+            step(false, false)?;
         }
         // A GPU runs the queued steps after the calls return: wait for them around the clock.
         device.synchronize()?;
+        // On the CPU the phases are timed in the timed loop (the clock costs nothing); a GPU
+        // needs a synchronisation per phase, so there they get a second pass.
+        let cpu = device.is_cpu();
         let (t, cpu0) = (Instant::now(), cpu_seconds());
-        for _ in 0..args.iters {
-            step()?;
+        for _ in 0..plan.iters {
+            step(cpu, false)?;
         }
         device.synchronize()?;
         let wall = t.elapsed().as_secs_f64();
-        let cores_busy = if device.is_cpu() {
+        let cores_busy = if cpu {
             cpu0.zip(cpu_seconds()).map(|(a, b)| (b - a) / wall)
+        } else {
+            for _ in 0..plan.iters {
+                step(true, true)?;
+            }
+            None
+        };
+        let n = plan.iters as f64;
+        let phases = Phases {
+            forward: phases.forward / n,
+            backward: phases.backward / n,
+            update: phases.update / n,
+        };
+        let train = (plan.iters * plan.train_batch) as f64 / wall;
+        let infer = if plan.infer {
+            let xi = Tensor::randn(0f32, 1.0, (plan.infer_batch, c, 32, 32), device)?;
+            let infer = || -> Result<f32> {
+                Ok(model
+                    .forward_t(&xi, false)?
+                    .to_dtype(DType::F32)?
+                    .sum_all()?
+                    .to_scalar::<f32>()?)
+            };
+            // `to_scalar` copies the result back, which waits for the GPU.
+            for _ in 0..plan.warmup {
+                infer()?;
+            }
+            device.synchronize()?;
+            let t = Instant::now();
+            for _ in 0..plan.iters {
+                infer()?;
+            }
+            Some((plan.iters * plan.infer_batch) as f64 / t.elapsed().as_secs_f64())
         } else {
             None
         };
-        let train = (args.iters * args.train_batch) as f64 / wall;
-
-        let xi = Tensor::randn(0f32, 1.0, (args.infer_batch, c, 32, 32), device)?;
-        let infer = || -> Result<f32> {
-            Ok(model
-                .forward_t(&xi, false)?
-                .to_dtype(DType::F32)?
-                .sum_all()?
-                .to_scalar::<f32>()?)
-        };
-        // `to_scalar` copies the result back, which waits for the GPU.
-        for _ in 0..args.warmup {
-            infer()?;
-        }
-        device.synchronize()?;
-        let t = Instant::now();
-        for _ in 0..args.iters {
-            infer()?;
-        }
-        let infer = (args.iters * args.infer_batch) as f64 / t.elapsed().as_secs_f64();
         Ok(Speed {
             train,
             infer,
             cores_busy,
+            phases,
+            peak_rss_bytes: None,
+            baseline_rss_bytes: None,
         })
     })
+}
+
+/// `--probe`: measures the one model of `--models` with our kernels and prints one JSON line.
+fn probe(args: &Args, device: &Device) -> Result<()> {
+    let [name] = args.models.as_slice() else {
+        bail!("--probe measures one model, got --models {:?}", args.models);
+    };
+    let config = ModelConfig::from_name(name, 10, 3)?;
+    let baseline = peak_rss_bytes();
+    let mut speed = measure(&config, Backend::Ours, Plan::of(args), device)?;
+    speed.peak_rss_bytes = peak_rss_bytes();
+    speed.baseline_rss_bytes = baseline;
+    println!("{}", serde_json::to_string(&speed)?);
+    Ok(())
+}
+
+/// Our figures for `name` from a child process of this binary (`--probe`) with `threads` rayon
+/// threads: a clean process for the peak memory, and a thread count set before any pool exists.
+fn spawn_probe(args: &Args, name: &str, threads: usize, plan: Plan) -> Result<Speed> {
+    let exe = std::env::current_exe().context("finding this binary for a --probe run")?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["bench", "--here", "--probe", "--models", name])
+        .args(["--iters", &plan.iters.to_string()])
+        .args(["--warmup", &plan.warmup.to_string()])
+        .args(["--train-batch", &plan.train_batch.to_string()])
+        .args(["--infer-batch", &plan.infer_batch.to_string()])
+        .args(["--device", &args.device.to_string()])
+        .env("RAYON_NUM_THREADS", threads.to_string());
+    if !plan.infer {
+        cmd.arg("--train-only");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {} bench --probe", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "bench --probe {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .last()
+        .context("bench --probe printed nothing")?;
+    serde_json::from_str(line).with_context(|| format!("bench --probe output: {line}"))
 }
 
 fn python(args: &Args) -> PathBuf {
@@ -161,7 +332,7 @@ fn python(args: &Args) -> PathBuf {
 }
 
 /// Whether `python -c "import torch"` works.
-fn torch_available(python: &PathBuf) -> bool {
+fn torch_available(python: &Path) -> bool {
     Command::new(python)
         .args(["-c", "import torch"])
         .output()
@@ -180,6 +351,7 @@ fn torch_script() -> PathBuf {
 }
 
 /// What the PyTorch side reports besides its speeds: its version and how it ran.
+#[derive(Clone, Debug, Serialize)]
 struct TorchRun {
     version: String,
     /// channels_last (CPU) or contiguous (CUDA).
@@ -188,34 +360,28 @@ struct TorchRun {
     device_name: String,
 }
 
-/// PyTorch's speed on `model` when `torch` is available (keeping the run's description in
-/// `last`), else None.
-fn torch_speed(
-    torch: bool,
-    python: &PathBuf,
-    model: &str,
-    args: &Args,
-    last: &mut Option<TorchRun>,
-) -> Result<Option<Speed>> {
-    if !torch {
-        return Ok(None);
-    }
-    let (speed, run) = measure_torch(python, model, args)?;
-    *last = Some(run);
-    Ok(Some(speed))
-}
-
-fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, TorchRun)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let out = Command::new(python)
-        .arg(torch_script())
-        .args(["--models", model])
-        .args(["--iters", &args.iters.to_string()])
-        .args(["--warmup", &args.warmup.to_string()])
-        .args(["--train-batch", &args.train_batch.to_string()])
-        .args(["--infer-batch", &args.infer_batch.to_string()])
+/// PyTorch's figures for `config` (with `threads` threads on the CPU) from one run of
+/// torch_bench.py: a process of its own, so its peak memory is this model's.
+fn measure_torch(
+    python: &Path,
+    config: &ModelConfig,
+    threads: usize,
+    plan: Plan,
+    device: &DeviceSpec,
+) -> Result<(Speed, TorchRun)> {
+    let mut cmd = Command::new(python);
+    cmd.arg(torch_script())
+        .args(["--config", &serde_json::to_string(config)?])
+        .args(["--iters", &plan.iters.to_string()])
+        .args(["--warmup", &plan.warmup.to_string()])
+        .args(["--train-batch", &plan.train_batch.to_string()])
+        .args(["--infer-batch", &plan.infer_batch.to_string()])
         .args(["--threads", &threads.to_string()])
-        .args(["--device", &args.device.to_string()])
+        .args(["--device", &device.to_string()]);
+    if !plan.infer {
+        cmd.arg("--train-only");
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
@@ -231,12 +397,28 @@ fn measure_torch(python: &PathBuf, model: &str, args: &Args) -> Result<(Speed, T
         .context("torch_bench.py printed nothing")?;
     let v: serde_json::Value = serde_json::from_str(line).context("torch_bench.py output")?;
     let num = |k: &str| v[k].as_f64().with_context(|| format!("{k} in {line}"));
+    let phase = |k: &str| {
+        v["phase_seconds"][k]
+            .as_f64()
+            .with_context(|| format!("phase_seconds.{k} in {line}"))
+    };
     let text = |k: &str| v[k].as_str().unwrap_or("?").to_string();
     Ok((
         Speed {
             train: num("train_images_per_sec")?,
-            infer: num("inference_images_per_sec")?,
+            infer: if plan.infer {
+                Some(num("inference_images_per_sec")?)
+            } else {
+                None
+            },
             cores_busy: None,
+            phases: Phases {
+                forward: phase("forward")?,
+                backward: phase("backward")?,
+                update: phase("update")?,
+            },
+            peak_rss_bytes: v["peak_rss_bytes"].as_u64(),
+            baseline_rss_bytes: v["baseline_rss_bytes"].as_u64(),
         },
         TorchRun {
             version: text("torch"),
@@ -257,14 +439,82 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+fn mib(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| b as f64 / (1024.0 * 1024.0))
+}
+
 /// Reads one mode's number (training or inference) from a measurement.
-type Pick = fn(&Speed) -> f64;
+type Pick = fn(&Speed) -> Option<f64>;
 
 /// The two rows of a model: training and inference.
 const MODES: [(&str, Pick); 2] = [
-    ("train", |s: &Speed| s.train),
+    ("train", |s: &Speed| Some(s.train)),
     ("infer", |s: &Speed| s.infer),
 ];
+
+/// One model of the main table.
+#[derive(Clone, Debug, Serialize)]
+struct ModelRow {
+    model: String,
+    params: u64,
+    flops: u64,
+    candle: Option<Speed>,
+    ours: Speed,
+    torch: Option<Speed>,
+}
+
+/// A pruned model against its unpruned one (ours).
+#[derive(Clone, Debug, Serialize)]
+struct PrunedRow {
+    model: String,
+    unpruned: String,
+    params: u64,
+    flops: u64,
+    ours: Speed,
+    train_speedup: f64,
+    infer_speedup: Option<f64>,
+    flops_ratio: f64,
+}
+
+/// Peak resident memory of a training process.
+#[derive(Clone, Debug, Serialize)]
+struct Memory {
+    model: String,
+    train_batch: usize,
+    ours_peak_rss_bytes: Option<u64>,
+    torch_peak_rss_bytes: Option<u64>,
+    /// Peak minus the process's resident memory before the model was built.
+    ours_above_start_bytes: Option<u64>,
+    torch_above_start_bytes: Option<u64>,
+}
+
+/// One cell of the scaling table.
+#[derive(Clone, Debug, Serialize)]
+struct ScalingRow {
+    threads: usize,
+    batch: usize,
+    ours: Speed,
+    torch: Option<Speed>,
+}
+
+/// Everything one bench run measured, as written to `--json`.
+#[derive(Debug, Serialize)]
+struct Report {
+    host: experiments::provenance::Host,
+    device: String,
+    threads: usize,
+    iters: usize,
+    warmup: usize,
+    train_batch: usize,
+    infer_batch: usize,
+    load_average_start: String,
+    load_average_end: String,
+    torch: Option<TorchRun>,
+    models: Vec<ModelRow>,
+    pruned: Vec<PrunedRow>,
+    memory: Option<Memory>,
+    scaling: Vec<ScalingRow>,
+}
 
 pub fn run(args: Args) -> Result<()> {
     // Before anything is built or measured: a device this build cannot open fails here, with
@@ -294,48 +544,75 @@ pub fn run(args: Args) -> Result<()> {
     if args.iters == 0 || args.train_batch < 2 || args.infer_batch == 0 {
         bail!("--iters must be >= 1, --train-batch >= 2 (BatchNorm), --infer-batch >= 1");
     }
+    if args.scaling_batches.iter().any(|&b| b < 2) {
+        bail!("--scaling-batches must all be >= 2 (BatchNorm)");
+    }
+    // Names are checked before anything is measured.
+    for name in args.models.iter().chain([&args.scaling_model]) {
+        ModelConfig::from_name(name, 10, 3)?;
+    }
+    if args.probe {
+        return probe(&args, &device);
+    }
     let py = python(&args);
     let torch = !args.no_torch && torch_available(&py);
-    if device.is_cpu() {
-        bench_cpu(&args, &py, torch)?;
-    } else {
-        bench_gpu(&args, &device, &py, torch)?;
-    }
-    if args.no_pruned {
-        return Ok(());
-    }
-    let what = if device.is_cpu() {
-        "our kernels".to_string()
-    } else {
-        format!("candle on {}", args.device)
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut report = Report {
+        host: experiments::provenance::Host::current(if device.is_cpu() { "cpu" } else { "gpu" }),
+        device: args.device.to_string(),
+        threads,
+        iters: args.iters,
+        warmup: args.warmup,
+        train_batch: args.train_batch,
+        infer_batch: args.infer_batch,
+        load_average_start: load_average(),
+        load_average_end: String::new(),
+        torch: None,
+        models: Vec::new(),
+        pruned: Vec::new(),
+        memory: None,
+        scaling: Vec::new(),
     };
-    println!("\nPruned (PFEC) against unpruned, {what}:\n");
-    println!(
-        "| model | params | FLOPs | train img/s | infer img/s | train speed-up | infer speed-up | FLOPs ratio |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, version) in [("resnet56", Some(PfecVersion::B)), ("vgg16", None)] {
-        let full = ModelConfig::from_name(name, 10, 3)?;
-        let pruned = experiments::prune::pfec_config(&full, version)?;
-        let base = measure(&full, Backend::Ours, &args, &device)?;
-        let small = measure(&pruned, Backend::Ours, &args, &device)?;
-        let label = match version {
-            Some(v) => format!("{name}-{v}"),
-            None => format!("{name} (PFEC)"),
-        };
-        for (label, config, s) in [(name.to_string(), &full, base), (label, &pruned, small)] {
-            println!(
-                "| {label} | {} | {:.1}M | {:.1} | {:.1} | {:.2}x | {:.2}x | {:.2}x |",
-                config.params(),
-                config.flops() as f64 / 1e6,
-                s.train,
-                s.infer,
-                s.train / base.train,
-                s.infer / base.infer,
-                full.flops() as f64 / config.flops() as f64,
-            );
+    if device.is_cpu() {
+        bench_cpu(&args, &py, torch, &mut report)?;
+    } else {
+        bench_gpu(&args, &device, &py, torch, &mut report)?;
+    }
+    if !args.no_pruned {
+        bench_pruned(&args, &device, &mut report)?;
+    }
+    if device.is_cpu() {
+        if !args.no_memory {
+            bench_memory(&args, &py, torch, &mut report)?;
+        }
+        if !args.no_scaling {
+            bench_scaling(&args, &py, torch, &mut report)?;
         }
     }
+    report.load_average_end = load_average();
+    println!("\nload average at end: {}\n", report.load_average_end);
+    for row in &report.models {
+        for (mode, pick) in MODES {
+            let (o, p) = (pick(&row.ours), row.torch.as_ref().and_then(pick));
+            match (o, p) {
+                (Some(o), Some(p)) => println!(
+                    "{} {mode}: ours {o:.1} img/s, PyTorch {p:.1} img/s, {:.2}x",
+                    row.model,
+                    o / p
+                ),
+                (Some(o), None) => println!("{} {mode}: ours {o:.1} img/s, no PyTorch", row.model),
+                _ => {}
+            }
+        }
+    }
+    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(&report)?;
+    text.push('\n');
+    files::write_atomic(&args.json, text.as_bytes())
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    println!("\nfigures as JSON: {}", args.json.display());
     Ok(())
 }
 
@@ -348,17 +625,60 @@ fn torch_missing(args: &Args, py: &Path, torch: bool) {
     }
 }
 
-/// The CPU table: candle's built-in ops, our kernels and PyTorch.
-fn bench_cpu(args: &Args, py: &PathBuf, torch: bool) -> Result<()> {
-    let device = Device::Cpu;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+fn torch_note(report: &Report, py: &Path) {
+    if let Some(r) = &report.torch {
+        println!(
+            "\nPyTorch {}, {}, {} threads on {} ({}).",
+            r.version,
+            r.memory_format,
+            report.threads,
+            r.device_name,
+            py.display()
+        );
+    }
+}
+
+/// The phases of a training step, ours and PyTorch's, in milliseconds.
+fn print_phases(report: &Report) {
     println!(
-        "CPU, {threads} threads; {} timed iterations after {} warm-up; training batch {}, inference batch {}; load average at start: {}",
+        "\nWhere a training step goes (ms per step: forward with the loss, backward, update):\n"
+    );
+    println!(
+        "| model | ours forward | ours backward | ours update | PyTorch forward | PyTorch backward | PyTorch update |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let ms = |p: Option<&Phases>, f: fn(&Phases) -> f64| cell(p.map(|p| f(p) * 1e3), 1);
+    for row in &report.models {
+        let (o, t) = (
+            Some(&row.ours.phases),
+            row.torch.as_ref().map(|t| &t.phases),
+        );
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.model,
+            ms(o, |p| p.forward),
+            ms(o, |p| p.backward),
+            ms(o, |p| p.update),
+            ms(t, |p| p.forward),
+            ms(t, |p| p.backward),
+            ms(t, |p| p.update),
+        );
+    }
+}
+
+/// The CPU table: candle's built-in ops (ResNet-20/56), our kernels and PyTorch.
+fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result<()> {
+    let device = Device::Cpu;
+    let plan = Plan::of(args);
+    println!(
+        "CPU ({}), {} threads; {} timed iterations after {} warm-up; training batch {}, inference batch {}; load average at start: {}",
+        report.host.machine,
+        report.threads,
         args.iters,
         args.warmup,
         args.train_batch,
         args.infer_batch,
-        load_average()
+        report.load_average_start
     );
     torch_missing(args, py, torch);
     println!();
@@ -366,19 +686,24 @@ fn bench_cpu(args: &Args, py: &PathBuf, torch: bool) -> Result<()> {
         "| model | mode | candle img/s | ours img/s | ours / candle | PyTorch img/s | ours / PyTorch | cores busy (ours, train) |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let mut torch_run = None;
-    for name in ["resnet20", "resnet56"] {
+    for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
-        let candle = (!args.no_candle)
-            .then(|| measure(&config, Backend::Candle, args, &device))
+        let candle = (!args.no_candle && CANDLE_MODELS.contains(&name.as_str()))
+            .then(|| measure(&config, Backend::Candle, plan, &device))
             .transpose()?;
-        let ours = measure(&config, Backend::Ours, args, &device)?;
-        let pt = torch_speed(torch, py, name, args, &mut torch_run)?;
+        let ours = measure(&config, Backend::Ours, plan, &device)?;
+        let pt = if torch {
+            let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
+            report.torch = Some(run);
+            Some(speed)
+        } else {
+            None
+        };
         for (mode, pick) in MODES {
             let (c, o, p) = (
-                candle.as_ref().map(pick),
-                Some(pick(&ours)),
-                pt.as_ref().map(pick),
+                candle.as_ref().and_then(pick),
+                pick(&ours),
+                pt.as_ref().and_then(pick),
             );
             let busy = if mode == "train" {
                 cell(ours.cores_busy, 2)
@@ -394,22 +719,199 @@ fn bench_cpu(args: &Args, py: &PathBuf, torch: bool) -> Result<()> {
                 ratio(o, p),
             );
         }
+        report.models.push(ModelRow {
+            model: name.clone(),
+            params: config.params(),
+            flops: config.flops(),
+            candle,
+            ours,
+            torch: pt,
+        });
     }
-    if let Some(r) = torch_run {
-        println!(
-            "\nPyTorch {}, {}, {threads} threads ({}).",
-            r.version,
-            r.memory_format,
-            py.display()
-        );
+    torch_note(report, py);
+    print_phases(report);
+    Ok(())
+}
+
+/// Pruned (PFEC) models against their unpruned ones, with our kernels (candle's on a GPU): the
+/// speed-up set beside the FLOPs ratio. An unpruned model the main table measured is not
+/// measured again.
+fn bench_pruned(args: &Args, device: &Device, report: &mut Report) -> Result<()> {
+    let what = if device.is_cpu() {
+        "our kernels".to_string()
+    } else {
+        format!("candle on {}", args.device)
+    };
+    println!("\nPruned (PFEC) against unpruned, {what}:\n");
+    println!(
+        "| model | params | FLOPs | train img/s | infer img/s | train speed-up | infer speed-up | FLOPs ratio | train speed-up / FLOPs ratio | infer speed-up / FLOPs ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let plan = Plan::of(args);
+    for (name, version) in [
+        ("resnet56", Some(PfecVersion::B)),
+        ("resnet110", Some(PfecVersion::B)),
+        ("vgg16", None),
+    ] {
+        let full = ModelConfig::from_name(name, 10, 3)?;
+        let pruned = experiments::prune::pfec_config(&full, version)?;
+        let base = match report.models.iter().find(|r| r.model == name) {
+            Some(row) => row.ours,
+            None => measure(&full, Backend::Ours, plan, device)?,
+        };
+        let small = measure(&pruned, Backend::Ours, plan, device)?;
+        let label = match version {
+            Some(v) => format!("{name}-{v}"),
+            None => format!("{name} (PFEC)"),
+        };
+        let flops_ratio = full.flops() as f64 / pruned.flops() as f64;
+        let infer_speedup = small.infer.zip(base.infer).map(|(s, b)| s / b);
+        let train_speedup = small.train / base.train;
+        for (label, config, s, train_up, infer_up, fr) in [
+            (name.to_string(), &full, base, 1.0, Some(1.0), 1.0),
+            (
+                label.clone(),
+                &pruned,
+                small,
+                train_speedup,
+                infer_speedup,
+                flops_ratio,
+            ),
+        ] {
+            println!(
+                "| {label} | {} | {:.1}M | {:.1} | {} | {:.2}x | {} | {:.2}x | {:.2} | {} |",
+                config.params(),
+                config.flops() as f64 / 1e6,
+                s.train,
+                cell(s.infer, 1),
+                train_up,
+                infer_up.map_or_else(|| "-".into(), |v| format!("{v:.2}x")),
+                fr,
+                train_up / fr,
+                cell(infer_up.map(|v| v / fr), 2),
+            );
+        }
+        report.pruned.push(PrunedRow {
+            model: label,
+            unpruned: name.to_string(),
+            params: pruned.params(),
+            flops: pruned.flops(),
+            ours: small,
+            train_speedup,
+            infer_speedup,
+            flops_ratio,
+        });
     }
-    println!("\nload average at end: {}", load_average());
+    Ok(())
+}
+
+/// Peak resident memory of a process that trains ResNet-56 at the training batch, ours and
+/// PyTorch's, each in a fresh process.
+fn bench_memory(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result<()> {
+    let name = "resnet56";
+    let plan = Plan {
+        infer: false,
+        ..Plan::of(args)
+    };
+    let ours = spawn_probe(args, name, report.threads, plan)?;
+    let pt = if torch {
+        let config = ModelConfig::from_name(name, 10, 3)?;
+        Some(measure_torch(py, &config, report.threads, plan, &args.device)?.0)
+    } else {
+        None
+    };
+    let (o, p) = (ours.peak_rss_bytes, pt.and_then(|s| s.peak_rss_bytes));
+    // Above the process's own start (the interpreter and torch's libraries for PyTorch).
+    let above = |s: &Speed| {
+        s.peak_rss_bytes
+            .zip(s.baseline_rss_bytes)
+            .map(|(a, b)| a.saturating_sub(b))
+    };
+    let (oa, pa) = (above(&ours), pt.as_ref().and_then(above));
+    println!(
+        "\nPeak resident memory of a {name} training process (batch {}, {} threads):\n",
+        plan.train_batch, report.threads
+    );
+    println!(
+        "| model | ours MiB | PyTorch MiB | ours / PyTorch | ours above start MiB | PyTorch above start MiB | ours / PyTorch |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {name} | {} | {} | {} | {} | {} | {} |",
+        cell(mib(o), 0),
+        cell(mib(p), 0),
+        ratio(mib(o), mib(p)),
+        cell(mib(oa), 0),
+        cell(mib(pa), 0),
+        ratio(mib(oa), mib(pa)),
+    );
+    report.memory = Some(Memory {
+        model: name.into(),
+        train_batch: plan.train_batch,
+        ours_peak_rss_bytes: o,
+        torch_peak_rss_bytes: p,
+        ours_above_start_bytes: oa,
+        torch_above_start_bytes: pa,
+    });
+    Ok(())
+}
+
+/// Images/s of `--scaling-model` against batch size, with 1 thread and with all of them; ours
+/// in child processes (the thread count is fixed when a process starts its pools).
+fn bench_scaling(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result<()> {
+    let name = &args.scaling_model;
+    let config = ModelConfig::from_name(name, 10, 3)?;
+    let mut counts = vec![1, report.threads];
+    counts.dedup();
+    println!(
+        "\nScaling, {name} (training and inference at the same batch size; ours in a process per cell):\n"
+    );
+    println!(
+        "| threads | batch | ours train | PyTorch train | ours / PyTorch | ours infer | PyTorch infer | ours / PyTorch |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &threads in &counts {
+        for &batch in &args.scaling_batches {
+            let plan = Plan::of(args).batch(batch);
+            let ours = spawn_probe(args, name, threads, plan)?;
+            let pt = if torch {
+                Some(measure_torch(py, &config, threads, plan, &args.device)?.0)
+            } else {
+                None
+            };
+            let (tp, ip) = (
+                pt.as_ref().map(|s| s.train),
+                pt.as_ref().and_then(|s| s.infer),
+            );
+            println!(
+                "| {threads} | {batch} | {:.1} | {} | {} | {} | {} | {} |",
+                ours.train,
+                cell(tp, 1),
+                ratio(Some(ours.train), tp),
+                cell(ours.infer, 1),
+                cell(ip, 1),
+                ratio(ours.infer, ip),
+            );
+            report.scaling.push(ScalingRow {
+                threads,
+                batch,
+                ours,
+                torch: pt,
+            });
+        }
+    }
     Ok(())
 }
 
 /// The GPU table: candle's CUDA ops (our kernels are CPU ops, so "ours" is candle there) and
 /// PyTorch on the same GPU.
-fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<()> {
+fn bench_gpu(
+    args: &Args,
+    device: &Device,
+    py: &Path,
+    torch: bool,
+    report: &mut Report,
+) -> Result<()> {
     println!(
         "{} (candle's CUDA backend, f32); {} timed iterations after {} warm-up; training batch {}, inference batch {}",
         args.device, args.iters, args.warmup, args.train_batch, args.infer_batch
@@ -427,13 +929,19 @@ fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<
     println!();
     println!("| model | mode | candle img/s | PyTorch img/s | candle / PyTorch |");
     println!("|---|---|---:|---:|---:|");
-    let mut torch_run = None;
-    for name in ["resnet20", "resnet56"] {
+    let plan = Plan::of(args);
+    for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
-        let candle = measure(&config, Backend::Ours, args, device)?;
-        let pt = torch_speed(torch, py, name, args, &mut torch_run)?;
+        let candle = measure(&config, Backend::Ours, plan, device)?;
+        let pt = if torch {
+            let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
+            report.torch = Some(run);
+            Some(speed)
+        } else {
+            None
+        };
         for (mode, pick) in MODES {
-            let (c, p) = (Some(pick(&candle)), pt.as_ref().map(pick));
+            let (c, p) = (pick(&candle), pt.as_ref().and_then(pick));
             println!(
                 "| {name} | {mode} | {} | {} | {} |",
                 cell(c, 1),
@@ -441,8 +949,16 @@ fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<
                 ratio(c, p),
             );
         }
+        report.models.push(ModelRow {
+            model: name.clone(),
+            params: config.params(),
+            flops: config.flops(),
+            candle: None,
+            ours: candle,
+            torch: pt,
+        });
     }
-    if let Some(r) = torch_run {
+    if let Some(r) = &report.torch {
         println!(
             "\nPyTorch {} on {} ({}), {}, TF32 off (full f32, as candle) ({}).",
             r.version,
@@ -452,5 +968,6 @@ fn bench_gpu(args: &Args, device: &Device, py: &PathBuf, torch: bool) -> Result<
             py.display()
         );
     }
+    print_phases(report);
     Ok(())
 }
