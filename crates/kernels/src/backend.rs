@@ -116,6 +116,56 @@ pub fn use_ours(device: &Device) -> bool {
     device.is_cpu() && backend() == Backend::Ours
 }
 
+/// Who runs a training step's backward pass where both can: candle's autograd over our ops
+/// (the default), or our own backward pass end to end (`models::FastStep`, CIFAR ResNets on CPU
+/// tensors), which accumulates no per-node gradients and reuses its buffers between batches.
+/// Both give the same gradients to float rounding; `PRUNEBENCH_BACKWARD` chooses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backward {
+    /// candle's `Tensor::backward`.
+    Candle,
+    /// Our own backward pass where the model has one, candle's elsewhere.
+    Ours,
+}
+
+/// The environment variable that chooses the [`Backward`] (read once per process).
+pub const BACKWARD_VAR: &str = "PRUNEBENCH_BACKWARD";
+
+/// The values [`Backward::parse`] takes.
+pub(crate) const BACKWARD_NAMES: &str = "candle, ours";
+
+impl Backward {
+    /// Parses `candle` or `ours` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "candle" | "autograd" => Some(Self::Candle),
+            "ours" => Some(Self::Ours),
+            _ => None,
+        }
+    }
+
+    /// The choice `PRUNEBENCH_BACKWARD` makes: `Ok(None)` when unset, an error naming the value
+    /// when it is not a known one.
+    pub fn from_env() -> Result<Option<Self>, crate::EnvError> {
+        crate::env::read(BACKWARD_VAR, BACKWARD_NAMES, Self::parse)
+    }
+
+    /// The process's choice: `PRUNEBENCH_BACKWARD`, else [`Backward::Candle`] (a bad value
+    /// falls back to it here; binaries refuse it at start-up with [`crate::check_env`]).
+    pub fn current() -> Self {
+        static CHOICE: std::sync::OnceLock<Backward> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| Self::from_env().ok().flatten().unwrap_or(Self::Candle))
+    }
+
+    /// Its name as `PRUNEBENCH_BACKWARD` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Candle => "candle",
+            Self::Ours => "ours",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,62 +215,93 @@ impl BnOp {
                 l3.dims()
             );
         }
-        let count = b * hw;
-        let (mean, var, eps) = match &self.stats {
-            Stats::Batch { eps } => {
-                if count < 2 {
-                    // PyTorch refuses too: the unbiased running variance would divide by zero.
-                    bail!(
-                        "batch_norm: training needs more than one value per channel, got {:?}",
-                        l1.dims()
-                    );
-                }
-                let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
-                    .into_par_iter()
-                    .map(|ch| wide(self.isa, ChannelStats { x, b, c, hw, ch }))
-                    .unzip();
-                (mean, var, *eps)
-            }
-            Stats::Given { mean, var, eps } => {
-                if mean.len() != c || var.len() != c {
-                    bail!(
-                        "batch_norm: {c} channels but {} running statistics",
-                        mean.len()
-                    );
-                }
-                (mean.clone(), var.clone(), *eps)
-            }
-        };
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let scale: Vec<f64> = gamma.iter().zip(&invstd).map(|(g, i)| g * i).collect();
-        let shift: Vec<f64> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
         let mut y = vec![T::zero(); x.len()];
-        if hw > 0 {
-            let (st, sh): (Vec<T>, Vec<T>) = scale
-                .iter()
-                .zip(&shift)
-                .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
-                .unzip();
-            let relu = self.relu;
-            y.par_chunks_mut(hw)
-                .zip(x.par_chunks(hw))
-                .enumerate()
-                .for_each(|(p, (y, x))| {
-                    let (a, b) = (st[p % c], sh[p % c]);
-                    wide(self.isa, ScaleShift { y, x, a, b, relu });
-                });
-        }
-        let _ = self.saved.set(Arc::new(Saved {
-            mean,
-            var,
-            invstd,
+        let saved = forward_into(
+            self.isa,
+            &self.stats,
+            self.relu,
+            x,
+            (b, c, hw),
             gamma,
-            scale,
-            shift,
-            count,
-        }));
+            &beta,
+            &mut y,
+        )?;
+        let _ = self.saved.set(Arc::new(saved));
         Ok((into_storage(y), l1.shape().clone()))
     }
+}
+
+/// BatchNorm's forward pass into `y` (every element overwritten): the statistics (the batch's,
+/// or the given ones), then `y = x * scale + shift` per channel, with the ReLU if asked.
+#[allow(clippy::too_many_arguments)]
+fn forward_into<T: Float>(
+    isa: Isa,
+    stats: &Stats,
+    relu: bool,
+    x: &[T],
+    (b, c, hw): (usize, usize, usize),
+    gamma: Vec<f64>,
+    beta: &[f64],
+    y: &mut [T],
+) -> Result<Saved> {
+    if y.len() != x.len() {
+        bail!(
+            "batch_norm: output of {} values for an input of {}",
+            y.len(),
+            x.len()
+        );
+    }
+    let count = b * hw;
+    let (mean, var, eps) = match stats {
+        Stats::Batch { eps } => {
+            if count < 2 {
+                // PyTorch refuses too: the unbiased running variance would divide by zero.
+                bail!(
+                    "batch_norm: training needs more than one value per channel, got {b} image(s) of {hw} value(s) per channel"
+                );
+            }
+            let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
+                .into_par_iter()
+                .map(|ch| wide(isa, ChannelStats { x, b, c, hw, ch }))
+                .unzip();
+            (mean, var, *eps)
+        }
+        Stats::Given { mean, var, eps } => {
+            if mean.len() != c || var.len() != c {
+                bail!(
+                    "batch_norm: {c} channels but {} running statistics",
+                    mean.len()
+                );
+            }
+            (mean.clone(), var.clone(), *eps)
+        }
+    };
+    let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f64> = gamma.iter().zip(&invstd).map(|(g, i)| g * i).collect();
+    let shift: Vec<f64> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    if hw > 0 {
+        let (st, sh): (Vec<T>, Vec<T>) = scale
+            .iter()
+            .zip(&shift)
+            .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
+            .unzip();
+        y.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .enumerate()
+            .for_each(|(p, (y, x))| {
+                let (a, b) = (st[p % c], sh[p % c]);
+                wide(isa, ScaleShift { y, x, a, b, relu });
+            });
+    }
+    Ok(Saved {
+        mean,
+        var,
+        invstd,
+        gamma,
+        scale,
+        shift,
+        count,
+    })
 }
 
 impl CustomOp3 for BnOp {
@@ -348,57 +379,72 @@ impl BnBackward {
                 l1.dims()
             );
         }
-        let (st, sh): (Vec<T>, Vec<T>) = s
-            .scale
-            .iter()
-            .zip(&s.shift)
-            .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
-            .unzip();
-        let relu = self.relu;
-        let n = s.count as f64;
         let mut out = vec![T::zero(); x.len() + 2 * c];
         let (dx, tail) = out.split_at_mut(x.len());
-        // Each channel's planes (one per image), mutable, grouped so one task owns a channel:
-        // its sums and its dx are computed together, in a fixed order, while the data is in cache.
-        let mut groups: Vec<Vec<(usize, &mut [T])>> =
-            (0..c).map(|_| Vec::with_capacity(b)).collect();
-        if hw > 0 {
-            for (p, plane) in dx.chunks_exact_mut(hw).enumerate() {
-                groups[p % c].push((p * hw, plane));
-            }
-        }
-        let per_channel: Vec<(f64, f64)> = groups
-            .into_par_iter()
-            .enumerate()
-            .map(|(ch, mut planes)| {
-                let k = ChannelBackward {
-                    hw,
-                    relu,
-                    train: self.train,
-                    n,
-                    scale: st[ch],
-                    shift: sh[ch],
-                    mean: s.mean[ch],
-                    invstd: s.invstd[ch],
-                    gamma: s.gamma[ch],
-                };
-                wide(
-                    self.isa,
-                    BackwardTask {
-                        k: &k,
-                        planes: &mut planes,
-                        x,
-                        dy,
-                    },
-                )
-            })
-            .collect();
+        let per_channel = backward_into(self.isa, s, self.relu, self.train, x, dy, (b, c, hw), dx);
         let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
         let dbeta: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.1)).collect();
         tail[..c].copy_from_slice(&dgamma);
         tail[c..].copy_from_slice(&dbeta);
         Ok((into_storage(out), Shape::from(x.len() + 2 * c)))
     }
+}
+
+/// BatchNorm's backward pass into `dx` (every element overwritten); returns each channel's
+/// `(dgamma, dbeta)`. `train`: the statistics were the batch's (their gradient terms count).
+#[allow(clippy::too_many_arguments)]
+fn backward_into<T: Float>(
+    isa: Isa,
+    s: &Saved,
+    relu: bool,
+    train: bool,
+    x: &[T],
+    dy: &[T],
+    (b, c, hw): (usize, usize, usize),
+    dx: &mut [T],
+) -> Vec<(f64, f64)> {
+    let (st, sh): (Vec<T>, Vec<T>) = s
+        .scale
+        .iter()
+        .zip(&s.shift)
+        .map(|(&a, &b)| (T::from_f64(a), T::from_f64(b)))
+        .unzip();
+    let n = s.count as f64;
+    // Each channel's planes (one per image), mutable, grouped so one task owns a channel:
+    // its sums and its dx are computed together, in a fixed order, while the data is in cache.
+    let mut groups: Vec<Vec<(usize, &mut [T])>> = (0..c).map(|_| Vec::with_capacity(b)).collect();
+    if hw > 0 {
+        for (p, plane) in dx.chunks_exact_mut(hw).enumerate() {
+            groups[p % c].push((p * hw, plane));
+        }
+    }
+    let per_channel: Vec<(f64, f64)> = groups
+        .into_par_iter()
+        .enumerate()
+        .map(|(ch, mut planes)| {
+            let k = ChannelBackward {
+                hw,
+                relu,
+                train,
+                n,
+                scale: st[ch],
+                shift: sh[ch],
+                mean: s.mean[ch],
+                invstd: s.invstd[ch],
+                gamma: s.gamma[ch],
+            };
+            wide(
+                isa,
+                BackwardTask {
+                    k: &k,
+                    planes: &mut planes,
+                    x,
+                    dy,
+                },
+            )
+        })
+        .collect();
+    per_channel
 }
 
 /// One channel of the backward pass, its constants from the forward pass.
@@ -536,7 +582,13 @@ pub fn batch_norm_train(
     let Some(s) = saved.get() else {
         bail!("batch_norm: forward kept no statistics");
     };
-    let m = config.momentum;
+    update_running(s, config.momentum, running_mean, running_var)?;
+    Ok(y)
+}
+
+/// `running = (1 - momentum) * running + momentum * batch`, the unbiased batch variance for
+/// `running_var`, in place.
+fn update_running(s: &Saved, m: f64, running_mean: &Var, running_var: &Var) -> Result<()> {
     let n = s.count as f64;
     let update = |var: &Var, batch: &mut dyn Iterator<Item = f64>| -> Result<()> {
         let old = read_f64(var.as_tensor())?;
@@ -556,8 +608,89 @@ pub fn batch_norm_train(
         var.set(&t)
     };
     update(running_mean, &mut s.mean.iter().copied())?;
-    update(running_var, &mut s.var.iter().map(|v| v * n / (n - 1.0)))?;
-    Ok(y)
+    update(running_var, &mut s.var.iter().map(|v| v * n / (n - 1.0)))
+}
+
+/// What a training-mode BatchNorm forward pass on slices ([`batch_norm_train_into`]) keeps for
+/// its backward pass and the running-statistics update.
+#[derive(Debug)]
+pub struct BatchNormSaved {
+    saved: Saved,
+    dims: (usize, usize, usize),
+    relu: bool,
+}
+
+/// Training-mode BatchNorm (with the ReLU if `config.relu`) on slices: `x` holds `dims` =
+/// `(images, channels, values per channel per image)` in NCHW order, `gamma` and `beta` one
+/// value per channel; `y` (as long as `x`) is overwritten. The same computation as
+/// [`batch_norm_train`], bit for bit, except that the running statistics are updated only
+/// when [`BatchNormSaved::update_running`] is called.
+pub fn batch_norm_train_into(
+    x: &[f32],
+    dims: (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    config: BatchNormConfig,
+    y: &mut [f32],
+) -> Result<BatchNormSaved> {
+    let (b, c, hw) = dims;
+    if x.len() != b * c * hw || gamma.len() != c || beta.len() != c {
+        bail!(
+            "batch_norm: {} values, {} weights and {} biases for {dims:?}",
+            x.len(),
+            gamma.len(),
+            beta.len()
+        );
+    }
+    let stats = Stats::Batch { eps: config.eps };
+    let saved = forward_into(
+        isa(),
+        &stats,
+        config.relu,
+        x,
+        dims,
+        to_f64(gamma),
+        &to_f64(beta),
+        y,
+    )?;
+    Ok(BatchNormSaved {
+        saved,
+        dims,
+        relu: config.relu,
+    })
+}
+
+impl BatchNormSaved {
+    /// The backward pass: `dx` (overwritten) from the forward's input `x` and the output's
+    /// gradient `dy` (masked by the fused ReLU); returns `(dgamma, dbeta)`.
+    pub fn backward(&self, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (b, c, hw) = self.dims;
+        let n = b * c * hw;
+        if x.len() != n || dy.len() != n || dx.len() != n {
+            bail!(
+                "batch_norm backward: {}, {} and {} values for {:?}",
+                x.len(),
+                dy.len(),
+                dx.len(),
+                self.dims
+            );
+        }
+        let per_channel = backward_into(isa(), &self.saved, self.relu, true, x, dy, self.dims, dx);
+        Ok(per_channel
+            .iter()
+            .map(|&(g, b)| (g as f32, b as f32))
+            .unzip())
+    }
+
+    /// Updates the running statistics as [`batch_norm_train`] does.
+    pub fn update_running(
+        &self,
+        momentum: f64,
+        running_mean: &Var,
+        running_var: &Var,
+    ) -> Result<()> {
+        update_running(&self.saved, momentum, running_mean, running_var)
+    }
 }
 
 /// Evaluation-mode BatchNorm: normalises with the given running statistics (not differentiated,

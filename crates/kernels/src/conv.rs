@@ -394,15 +394,21 @@ fn pad_image<T: Float>(g: &Geometry, wp: usize, x: &[T], padded: &mut [T]) {
 
 fn forward<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T]) -> Result<Vec<T>> {
     let mut out = vec![T::zero(); g.batch * g.out_image_len()];
+    forward_into(g, isa, x, w, &mut out)?;
+    Ok(out)
+}
+
+/// [`forward`] into `out` (`[batch, cout, ho, wo]`, every element overwritten).
+fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T]) -> Result<()> {
     if out.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let weight = Mat::rows(w, g.cout, g.k());
     if let Some(windows) = Windows::new::<T>(g, isa) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
             .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
-        return Ok(out);
+        return Ok(());
     }
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
@@ -415,8 +421,7 @@ fn forward<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T]) -> Result<Vec<T>>
                     gemm(isa, out, weight, Mat::rows(cols, g.k(), g.n()), false)
                 })
             }
-        })?;
-    Ok(out)
+        })
 }
 
 /// The input gradient of a stride-1 conv is itself a stride-1 conv of `dy` with the filters
@@ -453,12 +458,24 @@ fn flip_transpose<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
 }
 
 fn input_grad<T: Float>(g: &Geometry, isa: Isa, dy: &[T], w: &[T]) -> Result<Vec<T>> {
-    if let Some(t) = flipped_geometry(g) {
-        return forward(&t, isa, dy, &flip_transpose(g, w));
-    }
     let mut dx = vec![T::zero(); g.batch * g.image_len()];
+    input_grad_into(g, isa, dy, w, &mut dx)?;
+    Ok(dx)
+}
+
+/// [`input_grad`] into `dx` (`[batch, cin, h, w]`, every element overwritten).
+fn input_grad_into<T: Float>(
+    g: &Geometry,
+    isa: Isa,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+) -> Result<()> {
+    if let Some(t) = flipped_geometry(g) {
+        return forward_into(&t, isa, dy, &flip_transpose(g, w), dx);
+    }
     if dx.is_empty() {
-        return Ok(dx);
+        return Ok(());
     }
     let weight_t = Mat::rows(w, g.cout, g.k()).t();
     dx.par_chunks_mut(g.image_len())
@@ -474,8 +491,7 @@ fn input_grad<T: Float>(g: &Geometry, isa: Isa, dy: &[T], w: &[T]) -> Result<Vec
                     Ok(())
                 })
             }
-        })?;
-    Ok(dx)
+        })
 }
 
 /// Images per partial weight gradient: depends on the batch size only, never on the thread
@@ -676,6 +692,78 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         isa: isa(),
     };
     x.contiguous()?.apply_op2(&weight.contiguous()?, op)
+}
+
+/// The sizes of one convolution, for the slice-level API ([`crate::raw`]): checked once, then
+/// its three computations run on plain `f32` slices in candle's NCHW layout, into buffers the
+/// caller owns (a training step that keeps its buffers between batches allocates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape(Geometry);
+
+impl ConvShape {
+    /// A conv of input `[batch, cin, h, w]` with weight `[cout, cin, kh, kw]`, square `stride`
+    /// and zero `padding` on all sides (groups 1, dilation 1).
+    pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        Geometry::new(&input, &weight, stride, padding).map(Self)
+    }
+
+    /// `[batch, cin, h, w]`.
+    pub fn input_dims(&self) -> [usize; 4] {
+        let g = &self.0;
+        [g.batch, g.cin, g.h, g.w]
+    }
+
+    /// `[cout, cin, kh, kw]`.
+    pub fn weight_dims(&self) -> [usize; 4] {
+        let g = &self.0;
+        [g.cout, g.cin, g.kh, g.kw]
+    }
+
+    /// `[batch, cout, ho, wo]`.
+    pub fn output_dims(&self) -> [usize; 4] {
+        let g = &self.0;
+        [g.batch, g.cout, g.ho, g.wo]
+    }
+
+    fn check(&self, what: &str, got: usize, dims: [usize; 4]) -> Result<()> {
+        let want: usize = dims.iter().product();
+        if got != want {
+            bail!(
+                "conv2d {what}: {got} values for {dims:?} ({want}) in {:?}",
+                self.0
+            );
+        }
+        Ok(())
+    }
+
+    /// `out = conv(x, weight)`, on the path [`isa()`] gives now.
+    pub fn forward(&self, x: &[f32], weight: &[f32], out: &mut [f32]) -> Result<()> {
+        self.check("input", x.len(), self.input_dims())?;
+        self.check("weight", weight.len(), self.weight_dims())?;
+        self.check("output", out.len(), self.output_dims())?;
+        forward_into(&self.0, isa(), x, weight, out)
+    }
+
+    /// `dx`, the gradient of the input, from the output's gradient `dy`.
+    pub fn input_grad(&self, dy: &[f32], weight: &[f32], dx: &mut [f32]) -> Result<()> {
+        self.check("output gradient", dy.len(), self.output_dims())?;
+        self.check("weight", weight.len(), self.weight_dims())?;
+        self.check("input gradient", dx.len(), self.input_dims())?;
+        input_grad_into(&self.0, isa(), dy, weight, dx)
+    }
+
+    /// The weight's gradient `[cout, cin, kh, kw]` from the input and the output's gradient,
+    /// summed over the batch in a fixed order.
+    pub fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+        self.check("input", x.len(), self.input_dims())?;
+        self.check("output gradient", dy.len(), self.output_dims())?;
+        weight_grad(&self.0, isa(), x, dy)
+    }
 }
 
 #[cfg(test)]

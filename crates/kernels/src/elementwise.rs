@@ -40,10 +40,44 @@ impl<T: Float, F: Fn(T, T) -> T> Wide for Map2<'_, T, F> {
 
 fn binary<T: Float>(isa: Isa, a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     let mut out = vec![T::zero(); a.len()];
+    binary_into(isa, a, b, f, &mut out);
+    out
+}
+
+fn binary_into<T: Float>(isa: Isa, a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync, out: &mut [T]) {
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(o, (a, b))| wide(isa, Map2 { o, a, b, f: &f }));
-    out
+}
+
+fn add_relu_fn<T: Float>(a: T, b: T) -> T {
+    let s = a + b;
+    if s <= T::zero() { T::zero() } else { s }
+}
+
+fn relu_grad_fn<T: Float>(y: T, dy: T) -> T {
+    if y > T::zero() { dy } else { T::zero() }
+}
+
+fn same_lengths(op: &str, a: usize, b: usize, out: usize) -> Result<()> {
+    if a != b || a != out {
+        bail!("{op}: slices of {a}, {b} and {out} values");
+    }
+    Ok(())
+}
+
+/// `out = relu(a + b)` on slices of one length.
+pub fn add_relu_into(a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+    same_lengths("add_relu", a.len(), b.len(), out.len())?;
+    binary_into(isa(), a, b, add_relu_fn, out);
+    Ok(())
+}
+
+/// `out = dy where y > 0, else 0`: the gradient through a ReLU whose output was `y`.
+pub fn relu_grad_into(y: &[f32], dy: &[f32], out: &mut [f32]) -> Result<()> {
+    same_lengths("relu_grad", y.len(), dy.len(), out.len())?;
+    binary_into(isa(), y, dy, relu_grad_fn, out);
+    Ok(())
 }
 
 fn run<T: Float>(
@@ -62,14 +96,10 @@ fn run<T: Float>(
         contiguous_slice::<T>(s1, l1, op)?,
         contiguous_slice::<T>(s2, l2, op)?,
     );
-    let zero = T::zero();
     let out = if grad {
-        binary(isa, a, b, |y, dy| if y > zero { dy } else { zero })
+        binary(isa, a, b, relu_grad_fn)
     } else {
-        binary(isa, a, b, |a, b| {
-            let s = a + b;
-            if s <= zero { zero } else { s }
-        })
+        binary(isa, a, b, add_relu_fn)
     };
     Ok((into_storage(out), l1.shape().clone()))
 }

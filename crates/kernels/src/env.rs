@@ -5,7 +5,7 @@
 //! value silently ignored would measure the wrong thing, so binaries call [`check_env`] first
 //! and refuse to start.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Backward};
 use crate::isa::Isa;
 
 /// A variable this crate reads holds a value it does not know.
@@ -27,6 +27,8 @@ pub struct EnvChoice {
     pub backend: Backend,
     /// The ceiling from `PRUNEBENCH_ISA` ([`Isa::Avx512`], no ceiling, when unset).
     pub isa_limit: Isa,
+    /// Who runs the backward pass of a training step (`PRUNEBENCH_BACKWARD`).
+    pub backward: Backward,
 }
 
 /// Checks `PRUNEBENCH_KERNELS` and `PRUNEBENCH_ISA`: an error naming the variable, its value and
@@ -36,6 +38,7 @@ pub fn check_env() -> Result<EnvChoice, EnvError> {
     Ok(EnvChoice {
         backend: Backend::from_env()?.unwrap_or(Backend::Ours),
         isa_limit: Isa::from_env()?.unwrap_or(Isa::Avx512),
+        backward: Backward::from_env()?.unwrap_or(Backward::Candle),
     })
 }
 

@@ -56,8 +56,19 @@ mod matmul;
 mod simd;
 mod storage;
 
+/// The kernels on plain `f32` slices in NCHW order, into buffers the caller owns: the pieces of
+/// a training step that runs its own backward pass (`models`' fast ResNet step) instead of
+/// candle's autograd. Each computes what the candle op of the same name computes, bit for bit.
+pub mod raw {
+    pub use crate::batch_norm::{BatchNormSaved, batch_norm_train_into};
+    pub use crate::conv::ConvShape;
+    pub use crate::elementwise::{add_relu_into, relu_grad_into};
+}
+
 pub use alloc::{CANDLE_SPIN_DEFAULT, CANDLE_SPIN_VAR, configure_process, keep_freed_memory};
-pub use backend::{Backend, ENV_VAR, backend, set_backend, use_ours, with_backend};
+pub use backend::{
+    BACKWARD_VAR, Backend, Backward, ENV_VAR, backend, set_backend, use_ours, with_backend,
+};
 pub use batch_norm::{BatchNormConfig, batch_norm_eval, batch_norm_train};
 pub use conv::conv2d;
 pub use elementwise::add_relu;

@@ -13,9 +13,9 @@ use candle_nn::{BatchNormConfig, Linear, VarBuilder};
 /// A bias-free conv, groups 1, weight `[out, in, kh, kw]` as PyTorch.
 #[derive(Clone, Debug)]
 pub(crate) struct Conv2d {
-    weight: Tensor,
-    stride: usize,
-    padding: usize,
+    pub(crate) weight: Tensor,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
 }
 
 impl Module for Conv2d {
@@ -48,15 +48,15 @@ pub(crate) fn conv2d(
 #[derive(Clone, Debug)]
 pub(crate) struct BatchNorm {
     builtin: candle_nn::BatchNorm,
-    weight: Tensor,
-    bias: Tensor,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
     /// The same storage as the `VarMap`'s variables (and `builtin`'s): updated in place.
-    running_mean: Var,
-    running_var: Var,
+    pub(crate) running_mean: Var,
+    pub(crate) running_var: Var,
 }
 
 impl BatchNorm {
-    fn config(&self, relu: bool) -> kernels::BatchNormConfig {
+    pub(crate) fn config(&self, relu: bool) -> kernels::BatchNormConfig {
         kernels::BatchNormConfig {
             eps: self.builtin.eps(),
             momentum: self.builtin.momentum(),

@@ -9,21 +9,21 @@ use crate::layers::{BatchNorm, Conv2d, add_relu, batch_norm, conv_bn_relu, conv2
 /// A CIFAR ResNet built from a [`ResNetConfig`].
 #[derive(Clone, Debug)]
 pub struct ResNet {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    blocks: Vec<BasicBlock>,
-    fc: Linear,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) blocks: Vec<BasicBlock>,
+    pub(crate) fc: Linear,
 }
 
 #[derive(Clone, Debug)]
-struct BasicBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm,
-    conv2: Conv2d,
-    bn2: BatchNorm,
+pub(crate) struct BasicBlock {
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm,
     /// Output channels when the block changes shape: the shortcut pools and pads to them.
-    downsample_to: Option<usize>,
-    detach_shortcut: bool,
+    pub(crate) downsample_to: Option<usize>,
+    pub(crate) detach_shortcut: bool,
 }
 
 impl ResNet {
