@@ -428,3 +428,84 @@ fn device_cpu_runs_and_cuda_without_a_cuda_build_says_how_to_build_one() {
         "nothing written for a device that cannot run"
     );
 }
+
+/// `PRUNEBENCH_BACKWARD=ours` (our own backward pass) and `=candle` (candle's autograd) train
+/// the same model bit for bit: the same losses and accuracies epoch by epoch and the same weights
+/// and running statistics at the end, on a pruned ResNet with the masks' hook in force.
+#[test]
+fn our_backward_pass_and_candle_autograd_train_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::bars(tmp.path(), 48, 16);
+    let base = tmp.path().join("base");
+    prunebench(&[
+        "train",
+        "--arch",
+        "resnet8",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        s(&data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        s(&base),
+    ]);
+    let sparse = tmp.path().join("sparse");
+    prunebench(&[
+        "prune",
+        "--checkpoint",
+        s(&base),
+        "--method",
+        "mwp",
+        "--sparsity",
+        "0.5",
+        "--out",
+        s(&sparse),
+    ]);
+    let retrain = |backward: &str| {
+        let out = tmp.path().join(format!("retrained-{backward}"));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_prunebench"))
+            .env("PRUNEBENCH_BACKWARD", backward)
+            .env("RUST_LOG", "info")
+            .args(["retrain", "--checkpoint", s(&sparse), "--schedule", "clr"])
+            .args(["--epochs", "2", "--out", s(&out)])
+            .output()
+            .unwrap();
+        let log = common::stderr(&o);
+        assert!(o.status.success(), "{backward}: {log}");
+        let want = if backward == "ours" {
+            "backward=\"ours\""
+        } else {
+            "backward=\"candle's autograd\""
+        };
+        assert!(log.contains(want), "{backward}: {log}");
+        let metrics: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                // Wall-clock figures are the only thing allowed to differ.
+                for k in ["seconds", "images_per_sec"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect();
+        let (model, _) = train::engine::load_model(&out, &Device::Cpu).unwrap();
+        (metrics, model.tensors().unwrap())
+    };
+    let (m_candle, t_candle) = retrain("candle");
+    let (m_ours, t_ours) = retrain("ours");
+    assert_eq!(m_candle.len(), 2);
+    assert_eq!(m_ours, m_candle);
+    assert_eq!(t_ours.len(), t_candle.len());
+    for (name, a) in &t_candle {
+        let (a, b) = (values(a), values(&t_ours[name]));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs"
+        );
+    }
+}

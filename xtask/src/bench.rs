@@ -18,12 +18,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, ModuleT, Tensor};
-use kernels::{Backend, with_backend};
-use models::{Model, ModelConfig};
+use kernels::{Backend, Backward, with_backend};
+use models::{FastStep, Model, ModelConfig};
 use prune_core::PfecVersion;
 use serde::{Deserialize, Serialize};
 use train::device::DeviceSpec;
@@ -186,7 +186,13 @@ impl Plan {
 
 /// Times `config` on `device`. The backend matters on the CPU only: `kernels::use_ours` is false
 /// for other devices, so there both backends run candle's ops.
-fn measure(config: &ModelConfig, backend: Backend, plan: Plan, device: &Device) -> Result<Speed> {
+fn measure(
+    config: &ModelConfig,
+    backend: Backend,
+    backward: Backward,
+    plan: Plan,
+    device: &Device,
+) -> Result<Speed> {
     with_backend(backend, || -> Result<Speed> {
         let model = Model::init(config, 1, device)?;
         let mut sgd = Sgd::new(model.trainable_vars(), SgdConfig::default())?;
@@ -196,15 +202,25 @@ fn measure(config: &ModelConfig, backend: Backend, plan: Plan, device: &Device) 
         let labels: Vec<u32> = (0..plan.train_batch as u32).map(|i| i % classes).collect();
         let y = Tensor::from_vec(labels, plan.train_batch, device)?;
         let mut phases = Phases::default();
+        let mut fast = FastStep::new();
         // With `sync`, each phase waits for the GPU before the clock is read.
         let mut step = |timed: bool, sync: bool| -> Result<()> {
             let wait = || if sync { device.synchronize() } else { Ok(()) };
             let t0 = Instant::now();
-            let logits = model.forward_t(&x, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            wait()?;
-            let t1 = Instant::now();
-            let grads = loss.backward()?;
+            let ours = match backward {
+                Backward::Ours => fast.step(&model, &x, &y)?,
+                Backward::Candle => None,
+            };
+            let (grads, t1) = match ours {
+                Some(s) => (s.grads, t0 + Duration::from_secs_f64(s.forward_seconds)),
+                None => {
+                    let logits = model.forward_t(&x, true)?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                    wait()?;
+                    let t1 = Instant::now();
+                    (loss.backward()?, t1)
+                }
+            };
             wait()?;
             let t2 = Instant::now();
             sgd.step(&grads, 0.01, None)?;
@@ -285,7 +301,13 @@ fn probe(args: &Args, device: &Device) -> Result<()> {
     };
     let config = ModelConfig::from_name(name, 10, 3)?;
     let baseline = peak_rss_bytes();
-    let mut speed = measure(&config, Backend::Ours, Plan::of(args), device)?;
+    let mut speed = measure(
+        &config,
+        Backend::Ours,
+        Backward::current(),
+        Plan::of(args),
+        device,
+    )?;
     speed.peak_rss_bytes = peak_rss_bytes();
     speed.baseline_rss_bytes = baseline;
     println!("{}", serde_json::to_string(&speed)?);
@@ -459,7 +481,10 @@ struct ModelRow {
     params: u64,
     flops: u64,
     candle: Option<Speed>,
+    /// Our kernels with the backward pass `PRUNEBENCH_BACKWARD` chooses.
     ours: Speed,
+    /// Our kernels under candle's autograd, where `ours` ran our own backward pass.
+    ours_autograd: Option<Speed>,
     torch: Option<Speed>,
 }
 
@@ -683,15 +708,30 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
     torch_missing(args, py, torch);
     println!();
     println!(
-        "| model | mode | candle img/s | ours img/s | ours / candle | PyTorch img/s | ours / PyTorch | cores busy (ours, train) |"
+        "Backward pass (`{}`): {}.",
+        kernels::BACKWARD_VAR,
+        match Backward::current() {
+            Backward::Ours =>
+                "our own for the ResNets (the autograd column: candle's over our kernels), candle's autograd for the others",
+            Backward::Candle => "candle's autograd over our kernels",
+        }
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!();
+    println!(
+        "| model | mode | candle img/s | ours img/s | ours / candle | PyTorch img/s | ours / PyTorch | cores busy (ours, train) | ours with candle's autograd img/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
         let candle = (!args.no_candle && CANDLE_MODELS.contains(&name.as_str()))
-            .then(|| measure(&config, Backend::Candle, plan, &device))
+            .then(|| measure(&config, Backend::Candle, Backward::Candle, plan, &device))
             .transpose()?;
-        let ours = measure(&config, Backend::Ours, plan, &device)?;
+        let ours = measure(&config, Backend::Ours, Backward::current(), plan, &device)?;
+        // Our kernels under candle's autograd too, where our own backward pass applies.
+        let autograd = (Backward::current() == Backward::Ours
+            && matches!(config, ModelConfig::ResNet(_)))
+        .then(|| measure(&config, Backend::Ours, Backward::Candle, plan, &device))
+        .transpose()?;
         let pt = if torch {
             let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
             report.torch = Some(run);
@@ -705,13 +745,16 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
                 pick(&ours),
                 pt.as_ref().and_then(pick),
             );
-            let busy = if mode == "train" {
-                cell(ours.cores_busy, 2)
+            let (busy, auto) = if mode == "train" {
+                (
+                    cell(ours.cores_busy, 2),
+                    cell(autograd.as_ref().map(|s| s.train), 1),
+                )
             } else {
-                String::new()
+                (String::new(), String::new())
             };
             println!(
-                "| {name} | {mode} | {} | {} | {} | {} | {} | {busy} |",
+                "| {name} | {mode} | {} | {} | {} | {} | {} | {busy} | {auto} |",
                 cell(c, 1),
                 cell(o, 1),
                 ratio(o, c),
@@ -725,6 +768,7 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
             flops: config.flops(),
             candle,
             ours,
+            ours_autograd: autograd,
             torch: pt,
         });
     }
@@ -757,9 +801,9 @@ fn bench_pruned(args: &Args, device: &Device, report: &mut Report) -> Result<()>
         let pruned = experiments::prune::pfec_config(&full, version)?;
         let base = match report.models.iter().find(|r| r.model == name) {
             Some(row) => row.ours,
-            None => measure(&full, Backend::Ours, plan, device)?,
+            None => measure(&full, Backend::Ours, Backward::current(), plan, device)?,
         };
-        let small = measure(&pruned, Backend::Ours, plan, device)?;
+        let small = measure(&pruned, Backend::Ours, Backward::current(), plan, device)?;
         let label = match version {
             Some(v) => format!("{name}-{v}"),
             None => format!("{name} (PFEC)"),
@@ -932,7 +976,7 @@ fn bench_gpu(
     let plan = Plan::of(args);
     for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
-        let candle = measure(&config, Backend::Ours, plan, device)?;
+        let candle = measure(&config, Backend::Ours, Backward::Candle, plan, device)?;
         let pt = if torch {
             let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
             report.torch = Some(run);
@@ -955,6 +999,7 @@ fn bench_gpu(
             flops: config.flops(),
             candle: None,
             ours: candle,
+            ours_autograd: None,
             torch: pt,
         });
     }

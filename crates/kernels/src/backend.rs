@@ -116,10 +116,11 @@ pub fn use_ours(device: &Device) -> bool {
     device.is_cpu() && backend() == Backend::Ours
 }
 
-/// Who runs a training step's backward pass where both can: candle's autograd over our ops
-/// (the default), or our own backward pass end to end (`models::FastStep`, CIFAR ResNets on CPU
-/// tensors), which accumulates no per-node gradients and reuses its buffers between batches.
-/// Both give the same gradients to float rounding; `PRUNEBENCH_BACKWARD` chooses.
+/// Who runs a training step's backward pass where both can: our own backward pass end to end
+/// (`models::FastStep`, CIFAR ResNets on CPU tensors; the default), which accumulates no
+/// per-node gradients and reuses its buffers between batches, or candle's autograd over our
+/// ops. Both give the same numbers bit for bit (`models/tests/fast_step.rs`);
+/// `PRUNEBENCH_BACKWARD=candle|ours` chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backward {
     /// candle's `Tensor::backward`.
@@ -150,11 +151,11 @@ impl Backward {
         crate::env::read(BACKWARD_VAR, BACKWARD_NAMES, Self::parse)
     }
 
-    /// The process's choice: `PRUNEBENCH_BACKWARD`, else [`Backward::Candle`] (a bad value
+    /// The process's choice: `PRUNEBENCH_BACKWARD`, else [`Backward::Ours`] (a bad value
     /// falls back to it here; binaries refuse it at start-up with [`crate::check_env`]).
     pub fn current() -> Self {
         static CHOICE: std::sync::OnceLock<Backward> = std::sync::OnceLock::new();
-        *CHOICE.get_or_init(|| Self::from_env().ok().flatten().unwrap_or(Self::Candle))
+        *CHOICE.get_or_init(|| Self::from_env().ok().flatten().unwrap_or(Self::Ours))
     }
 
     /// Its name as `PRUNEBENCH_BACKWARD` spells it.

@@ -38,7 +38,7 @@ pub fn check_env() -> Result<EnvChoice, EnvError> {
     Ok(EnvChoice {
         backend: Backend::from_env()?.unwrap_or(Backend::Ours),
         isa_limit: Isa::from_env()?.unwrap_or(Isa::Avx512),
-        backward: Backward::from_env()?.unwrap_or(Backward::Candle),
+        backward: Backward::from_env()?.unwrap_or(Backward::Ours),
     })
 }
 
@@ -105,6 +105,23 @@ mod tests {
                 accepted: BACKEND_NAMES
             })
         );
+    }
+
+    #[test]
+    fn a_mistyped_backward_is_an_error_and_known_ones_parse() {
+        use crate::backend::{BACKWARD_NAMES, BACKWARD_VAR};
+        let e =
+            parse_value(BACKWARD_VAR, BACKWARD_NAMES, "oursx", true, Backward::parse).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PRUNEBENCH_BACKWARD=\"oursx\" is not a known value (expected one of: candle, ours)"
+        );
+        for (value, want) in [("ours", Backward::Ours), (" Candle", Backward::Candle)] {
+            assert_eq!(
+                parse_value(BACKWARD_VAR, BACKWARD_NAMES, value, true, Backward::parse),
+                Ok(want)
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct TrainStep {
     pub logits: Tensor,
     /// Gradients of the trainable variables.
     pub grads: GradStore,
+    /// Wall-clock seconds of the forward pass with the loss; the rest of the call is the
+    /// backward pass.
+    pub forward_seconds: f64,
 }
 
 /// Runs fast training steps, keeping activation buffers from one batch to the next.
@@ -268,6 +271,7 @@ impl FastStep {
                 xd[0]
             )));
         }
+        let started = std::time::Instant::now();
         let pool = &mut self.pool;
         let x0 = values(x)?;
 
@@ -321,6 +325,7 @@ impl FastStep {
         let pooled = leaf.as_tensor().avg_pool2d(8)?.flatten_from(1)?;
         let logits = net.fc.forward(&pooled)?;
         let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+        let forward_seconds = started.elapsed().as_secs_f64();
         // The store keeps the head's intermediate tensors too, as the autograd path's does.
         let mut grads = loss.backward()?;
         let loss = loss.to_scalar::<f32>()?;
@@ -396,6 +401,7 @@ impl FastStep {
             loss,
             logits: logits.detach(),
             grads,
+            forward_seconds,
         }))
     }
 }

@@ -291,6 +291,8 @@ pub fn train(
         hooks: &mut hooks,
         run: &run,
         checkpointer: Checkpointer::new(&run, KeepBest),
+        fast: (kernels::Backward::current() == kernels::Backward::Ours).then(models::FastStep::new),
+        announced: false,
     };
     job.fit(&mut state, &mut history, opts.stop_after, observer)?;
 
@@ -320,6 +322,12 @@ pub fn train(
     Ok(result)
 }
 
+/// A step's gradients: computed already (our own backward pass), or still to compute from the loss.
+enum Pending {
+    Done(candle_core::backprop::GradStore),
+    Backward(Tensor),
+}
+
 /// One run's loop and what it works on.
 struct Fit<'a> {
     spec: &'a ExperimentSpec,
@@ -330,6 +338,11 @@ struct Fit<'a> {
     hooks: &'a mut Vec<Box<dyn StepHook>>,
     run: &'a RunDir,
     checkpointer: Checkpointer<'a>,
+    /// Our own backward pass (unless `PRUNEBENCH_BACKWARD=candle`) where the model has one; it gives
+    /// the same numbers as candle's autograd, bit for bit (`models/tests/fast_step.rs`).
+    fast: Option<models::FastStep>,
+    /// Whether the backward pass in use has been logged.
+    announced: bool,
 }
 
 impl Fit<'_> {
@@ -425,9 +438,30 @@ impl Fit<'_> {
                 Some((spec.augment, key)),
             );
             let (x, y) = to_tensors(&batch, model.device())?;
-            let logits = model.forward_t(&x, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let value = loss.to_scalar::<f32>()?;
+            let fast = match self.fast.as_mut() {
+                Some(f) => f.step(model, &x, &y)?,
+                None => None,
+            };
+            if !self.announced {
+                let backward = if fast.is_some() {
+                    "ours"
+                } else {
+                    "candle's autograd"
+                };
+                tracing::info!(backward, "training step");
+                self.announced = true;
+            }
+            // The fast step has run its backward pass already; candle's path runs it below,
+            // after the loss is known to be finite.
+            let (logits, value, pending) = match fast {
+                Some(s) => (s.logits, s.loss, Pending::Done(s.grads)),
+                None => {
+                    let logits = model.forward_t(&x, true)?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                    let value = loss.to_scalar::<f32>()?;
+                    (logits, value, Pending::Backward(loss))
+                }
+            };
             if !value.is_finite() {
                 return Err(Error::NonFinite {
                     epoch,
@@ -437,7 +471,10 @@ impl Fit<'_> {
                     kept: kept(state, self.run),
                 });
             }
-            let mut grads = loss.backward()?;
+            let mut grads = match pending {
+                Pending::Done(grads) => grads,
+                Pending::Backward(loss) => loss.backward()?,
+            };
             for hook in self.hooks.iter_mut() {
                 hook.after_backward(&mut grads)?;
             }
