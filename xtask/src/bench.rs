@@ -329,12 +329,16 @@ fn spawn_probe(args: &Args, name: &str, threads: usize, plan: Plan) -> Result<Sp
     if !plan.infer {
         cmd.arg("--train-only");
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {} bench --probe", exe.display()))?;
+    let (v, line) = last_json_line(cmd, &format!("bench --probe {name}"))?;
+    serde_json::from_value(v).with_context(|| format!("bench --probe output: {line}"))
+}
+
+/// Runs `cmd` (a child that prints its figures as JSON) and parses its last line of output.
+fn last_json_line(mut cmd: Command, what: &str) -> Result<(serde_json::Value, String)> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!(
-            "bench --probe {name} failed: {}",
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -342,8 +346,10 @@ fn spawn_probe(args: &Args, name: &str, threads: usize, plan: Plan) -> Result<Sp
     let line = text
         .lines()
         .last()
-        .context("bench --probe printed nothing")?;
-    serde_json::from_str(line).with_context(|| format!("bench --probe output: {line}"))
+        .with_context(|| format!("{what} printed nothing"))?
+        .to_string();
+    let v = serde_json::from_str(&line).with_context(|| format!("{what} output: {line}"))?;
+    Ok((v, line))
 }
 
 fn python(args: &Args) -> PathBuf {
@@ -403,21 +409,8 @@ fn measure_torch(
     if !plan.infer {
         cmd.arg("--train-only");
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "torch_bench.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .last()
-        .context("torch_bench.py printed nothing")?;
-    let v: serde_json::Value = serde_json::from_str(line).context("torch_bench.py output")?;
+    let (v, line) = last_json_line(cmd, &format!("{} torch_bench.py", python.display()))?;
+    let line = line.as_str();
     let num = |k: &str| v[k].as_f64().with_context(|| format!("{k} in {line}"));
     let phase = |k: &str| {
         v["phase_seconds"][k]
