@@ -443,6 +443,24 @@ fn measure_torch(
     ))
 }
 
+/// PyTorch's figures for a main-table model when torch is available, keeping how it ran in the
+/// report.
+fn torch_row(
+    torch: bool,
+    py: &Path,
+    config: &ModelConfig,
+    plan: Plan,
+    args: &Args,
+    report: &mut Report,
+) -> Result<Option<Speed>> {
+    if !torch {
+        return Ok(None);
+    }
+    let (speed, run) = measure_torch(py, config, report.threads, plan, &args.device)?;
+    report.torch = Some(run);
+    Ok(Some(speed))
+}
+
 fn cell(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
@@ -725,13 +743,7 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
             && matches!(config, ModelConfig::ResNet(_)))
         .then(|| measure(&config, Backend::Ours, Backward::Candle, plan, &device))
         .transpose()?;
-        let pt = if torch {
-            let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
-            report.torch = Some(run);
-            Some(speed)
-        } else {
-            None
-        };
+        let pt = torch_row(torch, py, &config, plan, args, report)?;
         for (mode, pick) in MODES {
             let (c, o, p) = (
                 candle.as_ref().and_then(pick),
@@ -970,13 +982,7 @@ fn bench_gpu(
     for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
         let candle = measure(&config, Backend::Ours, Backward::Candle, plan, device)?;
-        let pt = if torch {
-            let (speed, run) = measure_torch(py, &config, report.threads, plan, &args.device)?;
-            report.torch = Some(run);
-            Some(speed)
-        } else {
-            None
-        };
+        let pt = torch_row(torch, py, &config, plan, args, report)?;
         for (mode, pick) in MODES {
             let (c, p) = (pick(&candle), pt.as_ref().and_then(pick));
             println!(
