@@ -20,7 +20,7 @@
 # Options: --device cpu|cuda|cuda:N; --bin DIR (holds prunebench and xtask; prunebench.xz and
 # xtask.xz are unpacked when only they are there); --out DIR (default $OUT, else
 # target/gpu-check); --quick (ResNet-20, 20 iterations, one bench model and iteration: the
-# plumbing, in about 3 minutes on 2 CPU cores with debug binaries). $PRUNEBENCH_PYTHON (else
+# plumbing, in about 2 minutes on 2 CPU cores with debug binaries). $PRUNEBENCH_PYTHON (else
 # python3) runs the Python parts; without torch the PyTorch timings are skipped and said so.
 set -uo pipefail
 
