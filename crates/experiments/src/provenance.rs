@@ -176,6 +176,23 @@ mod tests {
     }
 
     #[test]
+    fn a_host_names_the_running_binary_by_its_digest() {
+        // Against an independent digest of the same file.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let hex: String = Sha256::digest(&exe)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let host = Host::current("cpu");
+        assert_eq!(host.binary, Some(format!("sha256:{hex}")));
+        // Records written before the field existed still read, without it.
+        let old = r#"{"commit":"abc","machine":"m","cores":2,"device":"cpu","started":1}"#;
+        let read: Host = serde_json::from_str(old).unwrap();
+        assert_eq!(read.binary, None);
+        assert!(!serde_json::to_string(&read).unwrap().contains("binary"));
+    }
+
+    #[test]
     fn a_plain_weights_file_is_named_by_its_digest() {
         let tmp = tempfile::tempdir().unwrap();
         let f = tmp.path().join("w.safetensors");
@@ -207,6 +224,23 @@ pub struct Host {
     pub device: String,
     /// Seconds since the Unix epoch when training started or resumed.
     pub started: u64,
+    /// `sha256:` and the first 16 hex digits of the SHA-256 of the running executable: which
+    /// build trained the run, where `commit` (the checkout's) may differ from the commit the
+    /// binary was built from. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+}
+
+/// The running executable's digest for [`Host::binary`], computed once per process (a debug
+/// build is hundreds of MB). `None` when the executable cannot be read.
+fn binary_digest() -> Option<String> {
+    static DIGEST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DIGEST
+        .get_or_init(|| {
+            let hex = sha256_file(&std::env::current_exe().ok()?).ok()?;
+            Some(format!("sha256:{}", &hex[..16]))
+        })
+        .clone()
 }
 
 impl Host {
@@ -245,6 +279,7 @@ impl Host {
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            binary: binary_digest(),
         }
     }
 }
