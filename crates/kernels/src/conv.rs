@@ -109,9 +109,16 @@ impl Geometry {
 
 /// Unfolds one image `[cin, h, w]` into `cols` `[k, n]`: row `(c, ky, kx)`, column `(oy, ox)`.
 fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
+    im2col_strided(g, x, cols, g.n());
+}
+
+/// [`im2col`] into rows `ld` apart (`ld >= n`): several images side by side in one column
+/// matrix, image `i` from column `i * n` on (the caller offsets `cols`).
+fn im2col_strided<T: Float>(g: &Geometry, x: &[T], cols: &mut [T], ld: usize) {
     let n = g.n();
     let zero = T::zero();
-    for (row, dst) in cols.chunks_exact_mut(n).enumerate() {
+    for row in 0..g.k() {
+        let dst = &mut cols[row * ld..row * ld + n];
         let (c, kk) = (row / (g.kh * g.kw), row % (g.kh * g.kw));
         let (ky, kx) = (kk / g.kw, kk % g.kw);
         let (lo, hi) = g.valid_cols(kx);
@@ -214,6 +221,36 @@ fn col2im<T: Float>(g: &Geometry, cols: &[T], dx: &mut [T]) {
                             *d += *s;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Unfolds one image `[cin, h, w]` into `rows` `[n, k]`, the transpose of [`im2col`]: row
+/// `(oy, ox)` is that output pixel's receptive field, `(c, ky, kx)` in order. A weight gradient
+/// `dy [cout, n] x rows [n, k]` then has a row-major right matrix with `k` columns, which our
+/// AVX-512 GEMM multiplies faster than the `gemm` crate multiplies the transposed im2col.
+fn im2row<T: Float>(g: &Geometry, x: &[T], rows: &mut [T]) {
+    let (k, zero) = (g.k(), T::zero());
+    for (p, dst) in rows.chunks_exact_mut(k).take(g.n()).enumerate() {
+        let (oy, ox) = (p / g.wo, p % g.wo);
+        // The kernel columns inside the image for this output column: kx in [kx0, kx1).
+        let base = (ox * g.stride) as isize - g.pad as isize;
+        let kx0 = (-base).clamp(0, g.kw as isize) as usize;
+        let kx1 = (g.w as isize - base).clamp(kx0 as isize, g.kw as isize) as usize;
+        for (c, chan) in dst.chunks_exact_mut(g.kh * g.kw).enumerate() {
+            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+            for (ky, seg) in chan.chunks_exact_mut(g.kw).enumerate() {
+                let Some(iy) = g.input_row(oy, ky) else {
+                    seg.fill(zero);
+                    continue;
+                };
+                seg[..kx0].fill(zero);
+                seg[kx1..].fill(zero);
+                if kx0 < kx1 {
+                    let start = iy * g.w + (base + kx0 as isize) as usize;
+                    seg[kx0..kx1].copy_from_slice(&plane[start..start + (kx1 - kx0)]);
                 }
             }
         }
@@ -410,6 +447,9 @@ fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T
             .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
         return Ok(());
     }
+    if let Some(groups) = image_groups::<T>(g, isa) {
+        return forward_grouped(g, isa, weight, x, out, &groups);
+    }
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
         .try_for_each(|(out, x)| {
@@ -422,6 +462,74 @@ fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T
                 })
             }
         })
+}
+
+/// Fewest columns a grouped product aims for: [`forward_grouped`] puts this many output pixels
+/// (several small images) side by side.
+const GROUP_COLUMNS: usize = 256;
+
+/// For a conv whose per-image product is too narrow for our AVX-512 GEMM (the 8x8 maps of the
+/// CIFAR ResNets' last stage: 64 columns) but not the batch: the image ranges
+/// `[start, end)` of groups of images whose column matrices go side by side into one product
+/// of at least [`GROUP_COLUMNS`] columns (or the whole batch, if wide enough). Every group is
+/// at least that wide, so every image takes the same kernel. `None` where the product is wide
+/// enough alone, or too narrow even for the whole batch, or no such GEMM runs here.
+fn image_groups<T: Float>(g: &Geometry, isa: Isa) -> Option<Vec<(usize, usize)>> {
+    let n = g.n();
+    if n == 0 || g.batch < 2 || T::has_gemm_rows(isa, n) || !T::has_gemm_rows(isa, g.batch * n) {
+        return None;
+    }
+    let per = GROUP_COLUMNS.div_ceil(n).clamp(2, g.batch);
+    let count = (g.batch / per).max(1);
+    // `count` groups of `batch / count` or one more image: each at least `per` wide.
+    let (size, extra) = (g.batch / count, g.batch % count);
+    let mut groups = Vec::with_capacity(count);
+    let mut start = 0;
+    for i in 0..count {
+        let end = start + size + usize::from(i < extra);
+        groups.push((start, end));
+        start = end;
+    }
+    Some(groups)
+}
+
+/// [`forward_into`] over image groups ([`image_groups`]): the group's images unfolded side by
+/// side into one `[k, images * n]` column matrix, one GEMM, then each image's columns copied
+/// to its place in `out`. Our GEMM sums over `k` in an order fixed by `k` alone, so every
+/// output value is the same whichever group its image falls in.
+fn forward_grouped<T: Float>(
+    g: &Geometry,
+    isa: Isa,
+    weight: Mat<'_, T>,
+    x: &[T],
+    out: &mut [T],
+    groups: &[(usize, usize)],
+) -> Result<()> {
+    let (n, k) = (g.n(), g.k());
+    let mut parts = Vec::with_capacity(groups.len());
+    let mut rest = out;
+    for &(a, b) in groups {
+        let (head, tail) = rest.split_at_mut((b - a) * g.out_image_len());
+        parts.push((a, b, head));
+        rest = tail;
+    }
+    parts.into_par_iter().try_for_each(|(a, b, out)| {
+        let wide = (b - a) * n;
+        let xs = &x[a * g.image_len()..b * g.image_len()];
+        T::with_scratch(k * wide + g.cout * wide, |buf| {
+            let (cols, prod) = buf.split_at_mut(k * wide);
+            for (i, img) in xs.chunks_exact(g.image_len()).enumerate() {
+                im2col_strided(g, img, &mut cols[i * n..], wide);
+            }
+            gemm(isa, prod, weight, Mat::rows(cols, k, wide), false)?;
+            for (i, img_out) in out.chunks_exact_mut(g.out_image_len()).enumerate() {
+                for (dst, src) in img_out.chunks_exact_mut(n).zip(prod.chunks_exact(wide)) {
+                    dst.copy_from_slice(&src[i * n..(i + 1) * n]);
+                }
+            }
+            Ok(())
+        })
+    })
 }
 
 /// The input gradient of a stride-1 conv is itself a stride-1 conv of `dy` with the filters
@@ -508,7 +616,50 @@ fn weight_grad<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Ve
     if let Some(dw) = Windows::new::<T>(g, isa).and_then(|w| w.weight_grad(g, x, dy)) {
         return dw;
     }
+    if T::has_gemm_rows(isa, g.k()) {
+        return weight_grad_im2row(g, isa, x, dy);
+    }
     weight_grad_im2col(g, isa, x, dy)
+}
+
+/// [`weight_grad`] as one GEMM per chunk of images with a row-major right matrix:
+/// `dy [cout, images * n] x rows [images * n, k]`, the chunk's output gradients side by side
+/// and their [`im2row`] unfoldings stacked. For the `k >= 96` convs (16+ input channels, 3x3)
+/// whose gradient lines are too short for [`Windows::weight_grad`]. The sum runs over the
+/// chunk's images and pixels in order, then over chunks in order: fixed by the batch size.
+fn weight_grad_im2row<T: Float>(g: &Geometry, isa: Isa, x: &[T], dy: &[T]) -> Result<Vec<T>> {
+    let (n, k, len) = (g.n(), g.k(), g.cout * g.k());
+    let per = images_per_chunk(g.batch);
+    let partials = x
+        .par_chunks(per * g.image_len())
+        .zip(dy.par_chunks(per * g.out_image_len()))
+        .map(|(xs, dys)| -> Result<Vec<T>> {
+            let inner = xs.len() / g.image_len() * n;
+            let mut acc = vec![T::zero(); len];
+            T::with_scratch(inner * k + g.cout * inner, |buf| {
+                let (rows, lhs) = buf.split_at_mut(inner * k);
+                for (i, (x, dy)) in xs
+                    .chunks_exact(g.image_len())
+                    .zip(dys.chunks_exact(g.out_image_len()))
+                    .enumerate()
+                {
+                    im2row(g, x, &mut rows[i * n * k..(i + 1) * n * k]);
+                    for (line, src) in lhs.chunks_exact_mut(inner).zip(dy.chunks_exact(n)) {
+                        line[i * n..(i + 1) * n].copy_from_slice(src);
+                    }
+                }
+                gemm(
+                    isa,
+                    &mut acc,
+                    Mat::rows(lhs, g.cout, inner),
+                    Mat::rows(rows, inner, k),
+                    false,
+                )
+            })?;
+            Ok(acc)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(sum_in_order(partials, len))
 }
 
 /// [`weight_grad`] through im2col and a GEMM with the transposed column matrix.

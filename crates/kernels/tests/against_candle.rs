@@ -34,6 +34,13 @@ const CONV_SHAPES: &[ConvShape] = &[
     // kernel on an odd-sized image.
     (2, 3, 12, 13, 9, 3, 1, 0),
     (2, 4, 11, 10, 13, 5, 1, 2),
+    // On AVX-512, 8x8 maps with 16 input channels (k = 144): the forward and the flipped input
+    // gradient go through image groups (`forward_grouped`, 9 images as 5 + 4), the weight
+    // gradient through im2row; with stride 2 (k = 108 on 5x5 outputs), one group of 9 and
+    // padding at the border; a 1x1 conv with 100 input channels, im2row unpadded.
+    (9, 16, 8, 8, 12, 3, 1, 1),
+    (9, 12, 9, 9, 10, 3, 2, 1),
+    (5, 100, 6, 6, 8, 1, 1, 0),
 ];
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -358,15 +365,17 @@ fn batch_norm_gradients_match_finite_differences() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked.
+    // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked;
+    // 8x8 with 16 channels: image groups and the im2row weight gradient.
     for isa in paths("thread count") {
-        same_bits_on_1_and_3_threads(isa);
+        same_bits_on_1_and_3_threads(isa, 12, 10);
+        same_bits_on_1_and_3_threads(isa, 16, 8);
     }
 }
 
-fn same_bits_on_1_and_3_threads(isa: Isa) {
-    let x = Var::from_tensor(&randn(&[19, 12, 10, 10], DType::F32, 1)).unwrap();
-    let w = Var::from_tensor(&randn(&[20, 12, 3, 3], DType::F32, 2)).unwrap();
+fn same_bits_on_1_and_3_threads(isa: Isa, cin: usize, hw: usize) {
+    let x = Var::from_tensor(&randn(&[19, cin, hw, hw], DType::F32, 1)).unwrap();
+    let w = Var::from_tensor(&randn(&[20, cin, 3, 3], DType::F32, 2)).unwrap();
     let (gamma, beta, rm, rv) = bn_params(20, DType::F32, 3);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
