@@ -37,6 +37,11 @@ pub struct Args {
     /// Untimed warm-up iterations per measurement (PyTorch's oneDNN needs a couple).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Rounds of the main table: ours and PyTorch measured alternately this many times per
+    /// model, the median of each reported (shared vCPUs vary by tens of percent from minute to
+    /// minute; every round is in the JSON).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
     train_batch: usize,
@@ -497,6 +502,60 @@ struct ModelRow {
     /// Our kernels under candle's autograd, where `ours` ran our own backward pass.
     ours_autograd: Option<Speed>,
     torch: Option<Speed>,
+    /// Every round of `ours` and `torch` (`--rounds`), in the order measured.
+    ours_rounds: Vec<Speed>,
+    torch_rounds: Vec<Speed>,
+}
+
+/// A main-table model measured `--rounds` times, ours and PyTorch's alternately, with the
+/// medians.
+struct Rounds {
+    ours: Speed,
+    torch: Option<Speed>,
+    ours_rounds: Vec<Speed>,
+    torch_rounds: Vec<Speed>,
+}
+
+impl Rounds {
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        config: &ModelConfig,
+        backward: Backward,
+        plan: Plan,
+        device: &Device,
+        torch: bool,
+        py: &Path,
+        args: &Args,
+        report: &mut Report,
+    ) -> Result<Self> {
+        let (mut ours_rounds, mut torch_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            ours_rounds.push(measure(config, Backend::Ours, backward, plan, device)?);
+            torch_rounds.extend(torch_row(torch, py, config, plan, args, report)?);
+        }
+        Ok(Self {
+            ours: median_speed(&ours_rounds).context("no round measured")?,
+            torch: median_speed(&torch_rounds),
+            ours_rounds,
+            torch_rounds,
+        })
+    }
+}
+
+/// The median round (by training images/s), with inference images/s the median of its own.
+fn median_speed(rounds: &[Speed]) -> Option<Speed> {
+    if rounds.is_empty() {
+        return None;
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let train = median(rounds.iter().map(|s| s.train).collect());
+    let mut out = *rounds.iter().find(|s| s.train == train)?;
+    let infer: Vec<f64> = rounds.iter().filter_map(|s| s.infer).collect();
+    out.infer = (!infer.is_empty()).then(|| median(infer));
+    Some(out)
 }
 
 /// A pruned model against its unpruned one (ours).
@@ -541,6 +600,7 @@ struct Report {
     threads: usize,
     iters: usize,
     warmup: usize,
+    rounds: usize,
     train_batch: usize,
     infer_batch: usize,
     load_average_start: String,
@@ -577,8 +637,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    if args.iters == 0 || args.train_batch < 2 || args.infer_batch == 0 {
-        bail!("--iters must be >= 1, --train-batch >= 2 (BatchNorm), --infer-batch >= 1");
+    if args.iters == 0 || args.rounds == 0 || args.train_batch < 2 || args.infer_batch == 0 {
+        bail!(
+            "--iters and --rounds must be >= 1, --train-batch >= 2 (BatchNorm), --infer-batch >= 1"
+        );
     }
     if args.scaling_batches.iter().any(|&b| b < 2) {
         bail!("--scaling-batches must all be >= 2 (BatchNorm)");
@@ -599,6 +661,7 @@ pub fn run(args: Args) -> Result<()> {
         threads,
         iters: args.iters,
         warmup: args.warmup,
+        rounds: args.rounds,
         train_batch: args.train_batch,
         infer_batch: args.infer_batch,
         load_average_start: load_average(),
@@ -707,11 +770,12 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
     let device = Device::Cpu;
     let plan = Plan::of(args);
     println!(
-        "CPU ({}), {} threads; {} timed iterations after {} warm-up; training batch {}, inference batch {}; load average at start: {}",
+        "CPU ({}), {} threads; {} timed iterations after {} warm-up, {} round(s) (medians); training batch {}, inference batch {}; load average at start: {}",
         report.host.machine,
         report.threads,
         args.iters,
         args.warmup,
+        args.rounds,
         args.train_batch,
         args.infer_batch,
         report.load_average_start
@@ -737,13 +801,22 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
         let candle = (!args.no_candle && CANDLE_MODELS.contains(&name.as_str()))
             .then(|| measure(&config, Backend::Candle, Backward::Candle, plan, &device))
             .transpose()?;
-        let ours = measure(&config, Backend::Ours, Backward::current(), plan, &device)?;
+        let rounds = Rounds::measure(
+            &config,
+            Backward::current(),
+            plan,
+            &device,
+            torch,
+            py,
+            args,
+            report,
+        )?;
+        let (ours, pt) = (rounds.ours, rounds.torch);
         // Our kernels under candle's autograd too, where our own backward pass applies.
         let autograd = (Backward::current() == Backward::Ours
             && matches!(config, ModelConfig::ResNet(_)))
         .then(|| measure(&config, Backend::Ours, Backward::Candle, plan, &device))
         .transpose()?;
-        let pt = torch_row(torch, py, &config, plan, args, report)?;
         for (mode, pick) in MODES {
             let (c, o, p) = (
                 candle.as_ref().and_then(pick),
@@ -775,6 +848,8 @@ fn bench_cpu(args: &Args, py: &Path, torch: bool, report: &mut Report) -> Result
             ours,
             ours_autograd: autograd,
             torch: pt,
+            ours_rounds: rounds.ours_rounds,
+            torch_rounds: rounds.torch_rounds,
         });
     }
     torch_note(report, py);
@@ -981,8 +1056,17 @@ fn bench_gpu(
     let plan = Plan::of(args);
     for name in &args.models {
         let config = ModelConfig::from_name(name, 10, 3)?;
-        let candle = measure(&config, Backend::Ours, Backward::Candle, plan, device)?;
-        let pt = torch_row(torch, py, &config, plan, args, report)?;
+        let rounds = Rounds::measure(
+            &config,
+            Backward::Candle,
+            plan,
+            device,
+            torch,
+            py,
+            args,
+            report,
+        )?;
+        let (candle, pt) = (rounds.ours, rounds.torch);
         for (mode, pick) in MODES {
             let (c, p) = (pick(&candle), pt.as_ref().and_then(pick));
             println!(
@@ -1000,6 +1084,8 @@ fn bench_gpu(
             ours: candle,
             ours_autograd: None,
             torch: pt,
+            ours_rounds: rounds.ours_rounds,
+            torch_rounds: rounds.torch_rounds,
         });
     }
     if let Some(r) = &report.torch {

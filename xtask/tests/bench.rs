@@ -13,7 +13,7 @@ fn a_toy_bench_fills_every_table_of_its_json() {
     let json = tmp.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["bench", "--here", "--no-torch", "--no-candle"])
-        .args(["--iters", "1", "--warmup", "0"])
+        .args(["--iters", "1", "--warmup", "0", "--rounds", "3"])
         .args(["--train-batch", "2", "--infer-batch", "2"])
         .args(["--models", "resnet20"])
         .args(["--scaling-model", "resnet20", "--scaling-batches", "2,4"])
@@ -42,6 +42,17 @@ fn a_toy_bench_fills_every_table_of_its_json() {
     assert_eq!(models.len(), 1);
     let ours = &models[0]["ours"];
     let train = positive(&ours["train"], "train img/s");
+    // Three rounds, and the reported figure is their median.
+    let mut rounds: Vec<f64> = models[0]["ours_rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["train"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3, "{}", models[0]);
+    rounds.sort_by(f64::total_cmp);
+    assert_eq!(train, rounds[1]);
+    assert_eq!(v["rounds"], 3);
     positive(&ours["infer"], "infer img/s");
     let phases: f64 = ["forward", "backward", "update"]
         .iter()
@@ -96,6 +107,7 @@ fn bad_bench_arguments_are_refused_before_anything_runs() {
         (&["--models", "resnet21"][..], "21"),
         (&["--scaling-batches", "1"][..], "--scaling-batches"),
         (&["--iters", "0"][..], "--iters"),
+        (&["--rounds", "0"][..], "--rounds"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(["bench", "--here", "--no-torch"])
