@@ -54,6 +54,15 @@ def memory_format(device):
 
 
 def peak_rss_bytes():
+    # VmHWM, the peak of this process image: ru_maxrss survives execve on Linux, so a child of a
+    # large process (the bench, after VGG-16 at batch 256) would report its parent's peak.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
