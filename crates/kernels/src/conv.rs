@@ -1050,7 +1050,7 @@ mod tests {
         }
     }
 
-    /// Not a test: ms per weight gradient, windows against im2col, on the ResNet-56 shapes at
+    /// Not a test: ms per weight gradient, windows, im2col (`gemm` crate) and im2row (ours), on the ResNet-56 shapes at
     /// batch 64: `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
     #[test]
     #[ignore]
@@ -1073,16 +1073,19 @@ mod tests {
             };
             let isa = isa();
             let windows = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
-            let (a, b, a2, b2) = (
+            let (a, b, r, a2, b2, r2) = (
                 time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
                 time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2row(&g, isa, &x, &dy).unwrap()),
                 time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
                 time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),
+                time(&|| weight_grad_im2row(&g, isa, &x, &dy).unwrap()),
             );
             println!(
-                "{c}x{hw}x{hw}: dispatched {:.2} ms (windows: {windows}), im2col {:.2} ms",
+                "{c}x{hw}x{hw}: dispatched {:.2} ms (windows: {windows}), im2col {:.2} ms, im2row {:.2} ms",
                 a.min(a2),
-                b.min(b2)
+                b.min(b2),
+                r.min(r2)
             );
         }
     }
