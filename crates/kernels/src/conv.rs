@@ -1050,8 +1050,9 @@ mod tests {
         }
     }
 
-    /// Not a test: ms per weight gradient, windows, im2col (`gemm` crate) and im2row (ours), on the ResNet-56 shapes at
-    /// batch 64: `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
+    /// Not a test: ms per weight gradient, windows, im2col (`gemm` crate) and im2row (ours), on
+    /// the ResNet-56 shapes at batch 64:
+    /// `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn weight_grad_speed() {
