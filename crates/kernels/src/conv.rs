@@ -1050,6 +1050,51 @@ mod tests {
         }
     }
 
+    /// Not a test: ms per forward, input gradient and weight gradient of every distinct
+    /// ResNet-20/56 conv at batch 64, 2 threads, with GFLOP/s (`xtask/bench/torch_conv_ops.py`
+    /// times PyTorch's on the same shapes):
+    /// `cargo test --release -p kernels conv_op_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn conv_op_speed() {
+        let isa = isa();
+        for (cin, cout, hw, stride) in [
+            (3, 16, 32, 1),
+            (16, 16, 32, 1),
+            (16, 32, 32, 2),
+            (32, 32, 16, 1),
+            (32, 64, 16, 2),
+            (64, 64, 8, 1),
+        ] {
+            let g = Geometry::new(&[64, cin, hw, hw], &[cout, cin, 3, 3], stride, 1).unwrap();
+            let x = values(g.batch * g.image_len(), 1);
+            let w = values(g.cout * g.k(), 2);
+            let dy = values(g.batch * g.out_image_len(), 3);
+            let mut out = vec![0f32; dy.len()];
+            let mut dx = vec![0f32; x.len()];
+            let time = |f: &mut dyn FnMut()| {
+                f();
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                t.elapsed().as_secs_f64() * 50.0
+            };
+            let fwd = time(&mut || forward_into(&g, isa, &x, &w, &mut out).unwrap());
+            let data = time(&mut || input_grad_into(&g, isa, &dy, &w, &mut dx).unwrap());
+            let wgt = time(&mut || {
+                weight_grad(&g, isa, &x, &dy).unwrap();
+            });
+            let gf = 2.0 * (g.batch * g.cout * g.k() * g.n()) as f64 / 1e6;
+            println!(
+                "{cin}->{cout} {hw}x{hw} s{stride}: fwd {fwd:.2} ms ({:.0} GF/s), data {data:.2} ms ({:.0}), weight {wgt:.2} ms ({:.0})",
+                gf / fwd,
+                gf / data,
+                gf / wgt
+            );
+        }
+    }
+
     /// Not a test: ms per weight gradient, windows, im2col (`gemm` crate) and im2row (ours), on
     /// the ResNet-56 shapes at batch 64:
     /// `cargo test --release -p kernels weight_grad_speed -- --ignored --nocapture`
