@@ -13,7 +13,7 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps,
+    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
 };
 use std::cell::RefCell;
@@ -289,10 +289,13 @@ unsafe fn micro<const NV: usize>(
     }
 }
 
-/// Rows of `a` and windows of `b` per tile of [`dot_products`]: 4 x 6 = 24 accumulators and
-/// 10 loads per 24 FMAs.
-const DA: usize = 4;
-const DB: usize = 6;
+/// Rows of `a` and windows of `b` per tile of [`dot_products`]: 8 x 3 = 24 accumulators, the
+/// three window vectors loaded first and the eight row vectors streamed (28 registers), 11
+/// loads per 24 FMAs. The rows are where alignment can be had (a convolution's output-gradient
+/// lines, laid out 64 bytes apart by the caller), the windows are not (shifted by a kernel
+/// column each): the wider side of the tile is the one whose loads do not split cache lines.
+const DA: usize = 8;
+const DB: usize = 3;
 
 /// `out[i * nb + j] += sum over images t and p < n of a[t][i][p] * b[t][rows[j] + p]`: the
 /// products of every row of each `a` image (`na` rows of `n` values, image stride `a_len`) with
@@ -353,7 +356,7 @@ pub(crate) fn dot_products(
     }
 }
 
-/// One 4 x 6 tile of [`dot_products`]: reads `a[t * a_len + a_rows[r] + p]` and
+/// One 8 x 3 tile of [`dot_products`]: reads `a[t * a_len + a_rows[r] + p]` and
 /// `b[t * b_len + b_rows[c] + p]` for `t < images`, `p < n` (the last vector of each row under
 /// a mask of its valid lanes).
 #[allow(clippy::too_many_arguments)]
@@ -372,26 +375,20 @@ unsafe fn dot_tile(
     let full = n / LANES;
     let tail = n % LANES;
     let tail_mask: __mmask16 = (1u16 << tail).wrapping_sub(1);
-    for t in 0..images {
-        let (a_img, b_img) = (t * a_len, t * b_len);
-        for v in 0..=full {
-            let (offset, mask) = (v * LANES, if v < full { 0xffff } else { tail_mask });
-            if mask == 0 {
-                break;
-            }
-            let mut av = [_mm512_setzero_ps(); DA];
-            for (r, reg) in av.iter_mut().enumerate() {
-                // SAFETY: a_img + a_rows[r] + offset + (lanes under mask) < the row's end,
-                // inside image t of `a` as the caller checked.
-                *reg = unsafe { _mm512_maskz_loadu_ps(mask, a.add(a_img + a_rows[r] + offset)) };
-            }
-            for (c, &start) in b_rows.iter().enumerate() {
-                // SAFETY: as above, for window c of image t of `b`.
-                let bv = unsafe { _mm512_maskz_loadu_ps(mask, b.add(b_img + start + offset)) };
-                for (r, row) in acc.iter_mut().enumerate() {
-                    row[c] = _mm512_fmadd_ps(av[r], bv, row[c]);
-                }
-            }
+    // SAFETY (all pointer arithmetic and loads below): a row `a_rows[r]` of image t and a
+    // window `b_rows[c]` of image t span `n` values inside their image, as the caller checked;
+    // the full vectors read `v * 16 .. v * 16 + 16 <= full * 16 <= n` and the tail only the
+    // lanes under its mask.
+    let ap: [*const f32; DA] = std::array::from_fn(|r| unsafe { a.add(a_rows[r]) });
+    let bp: [*const f32; DB] = std::array::from_fn(|c| unsafe { b.add(b_rows[c]) });
+    unsafe {
+        acc = dot_run::<false>(acc, ap, bp, (a_len, b_len, images), full, 0xffff);
+        if tail > 0 {
+            let (ap, bp) = (
+                ap.map(|p| p.add(full * LANES)),
+                bp.map(|p| p.add(full * LANES)),
+            );
+            acc = dot_run::<true>(acc, ap, bp, (a_len, b_len, images), 1, tail_mask);
         }
     }
     let mut sums = [[0.0f32; DB]; DA];
@@ -401,6 +398,47 @@ unsafe fn dot_tile(
         }
     }
     sums
+}
+
+/// The steps of [`dot_tile`] over `images` images (`a` and `b` images `a_len` and `b_len`
+/// apart) of `vectors` vectors each, from `ap` and `bp` on: each step loads one vector of every
+/// row and window (under `mask` if `MASKED`) and adds their products to `acc`. Its own function
+/// (not inlined): inside `dot_tile` the compiler kept only part of `acc` in registers and
+/// spilled the rest on every step.
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_run<const MASKED: bool>(
+    mut acc: [[__m512; DB]; DA],
+    ap: [*const f32; DA],
+    bp: [*const f32; DB],
+    (a_len, b_len, images): (usize, usize, usize),
+    vectors: usize,
+    mask: __mmask16,
+) -> [[__m512; DB]; DA] {
+    let load = |p: *const f32| {
+        // SAFETY: the caller's pointers have `vectors` vectors (the lanes under `mask`) to read.
+        unsafe {
+            if MASKED {
+                _mm512_maskz_loadu_ps(mask, p)
+            } else {
+                _mm512_loadu_ps(p)
+            }
+        }
+    };
+    for t in 0..images {
+        for v in 0..vectors {
+            let (oa, ob) = (t * a_len + v * LANES, t * b_len + v * LANES);
+            // SAFETY: as `load`'s: step v of image t.
+            let bv: [__m512; DB] = std::array::from_fn(|c| load(unsafe { bp[c].add(ob) }));
+            for (p, row) in ap.iter().zip(acc.iter_mut()) {
+                let av = load(unsafe { p.add(oa) });
+                for (c, reg) in row.iter_mut().enumerate() {
+                    *reg = _mm512_fmadd_ps(av, bv[c], *reg);
+                }
+            }
+        }
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -473,7 +511,13 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: nothing to time");
             return;
         }
-        for &(m, k, n) in &[(16, 144, 1024), (32, 288, 256), (64, 576, 64)] {
+        for &(m, k, n) in &[
+            (16, 144, 1024),
+            (16, 144, 96),
+            (64, 144, 96),
+            (64, 64, 96),
+            (64, 576, 256),
+        ] {
             let (a, b) = (values(m * k, 7, 13), values(k * n, 5, 11));
             let (lhs, rhs) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
             let mut dst = vec![0.0f32; m * n];
@@ -497,6 +541,50 @@ mod tests {
                 "not used".into()
             };
             println!("{m}x{k}x{n}: gemm crate {crate_speed:.1} GFLOP/s, ours {ours}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod micro_speed {
+    use super::*;
+
+    /// Not a test: GFLOP/s of the microkernel alone on L1-resident operands (one core):
+    /// `cargo test --release -p kernels micro_alone -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn micro_alone() {
+        if !available() {
+            return;
+        }
+        let kc = 144;
+        let a = vec![0.5f32; kc * MR];
+        let n = 48;
+        let b = vec![0.25f32; kc * n + 64];
+        for stride in [48usize, 50] {
+            let rows: Vec<usize> = (0..kc).map(|q| q * stride % (kc * n - 48)).collect();
+            let mut c = vec![0f32; MR * n];
+            let tile = Tile {
+                rows: MR,
+                cols: n,
+                ldc: n,
+                load_c: true,
+            };
+            let reps = 200_000;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                tile.run::<3>(
+                    &a,
+                    Block {
+                        b: &b,
+                        rows: &rows,
+                        j0: 0,
+                    },
+                    &mut c,
+                );
+            }
+            let gf = 2.0 * (MR * n * kc * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
+            println!("row stride {stride}: {gf:.1} GFLOP/s ({})", c[0]);
         }
     }
 }

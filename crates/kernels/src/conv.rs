@@ -257,52 +257,71 @@ fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     }
 }
 
-/// Shortest padded-width gradient line for which [`Windows::weight_grad`] beats im2col.
-const MIN_DOT_LEN: usize = 512;
+/// Most gradient values (one output channel's lines, at the phase-plane width) a chunk of
+/// [`Windows::weight_grad`] holds per output channel: 4 channels' worth (one tile's rows,
+/// 24 KB) stay in L1 while the tile sweeps every window, and each accumulator sums at least
+/// ~64 vectors before it is reduced across its lanes.
+const CHUNK_VALUES: usize = 1536;
 
-/// A stride-1 convolution without im2col: on the input zero-padded once, row `(c, ky, kx)` of
-/// the column matrix is the padded plane `c` read from `ky * wp + kx` on, if the output is
-/// computed `wp` (the padded width) values per line instead of `wo`, the last `wp - wo` of each
-/// line being junk that is dropped afterwards. The GEMM reads those windows in place
-/// ([`Float::gemm_rows`]), which saves writing and re-reading nine copies of the image.
+/// Values per vector of the widest SIMD path (AVX-512, f32): [`Windows::weight_grad`]'s
+/// gradient lines are whole multiples of it, so its kernel needs no masked tail.
+const LINE_ALIGN: usize = 16;
+
+/// A convolution without im2col. The input is zero-padded once and, for a stride `s > 1`, split
+/// into its `s * s` phase planes (plane `(py, px)` holds padded pixel `(i * s + py, j * s +
+/// px)` at `(i, j)`), so that row `(c, ky, kx)` of the column matrix is one window of that
+/// buffer: plane `(c, ky % s, kx % s)` read from `(ky / s) * wq + kx / s` on, if the output is
+/// computed `wq` (the plane width) values per line instead of `wo`, the last `wq - wo` of each
+/// line being junk that is dropped afterwards. The kernels read those windows in place
+/// ([`Float::gemm_rows`], [`Float::dot_products`]), which saves writing and re-reading
+/// `kh * kw` copies of the image.
 struct Windows {
-    /// The path these windows were made for (one with a windowed GEMM).
+    /// The path these windows were made for (one with windowed kernels).
     isa: Isa,
-    /// Padded height and width.
-    hp: usize,
-    wp: usize,
-    /// Columns of the wide output: `(ho - 1) * wp + wo`.
+    /// The stride: `s * s` phase planes per channel.
+    s: usize,
+    /// Height and width of a phase plane (the padded image's, for stride 1).
+    hq: usize,
+    wq: usize,
+    /// Columns of the wide output: `(ho - 1) * wq + wo`.
     n: usize,
-    /// Start of each column-matrix row in the padded image.
+    /// Start of each column-matrix row in the prepared image.
     rows: Vec<usize>,
 }
 
 impl Windows {
-    /// `None` where `isa`, this CPU or `T` has no windowed GEMM, or the conv is not stride 1.
+    /// `None` where `isa`, this CPU or `T` has no windowed kernels, or for a pointwise conv
+    /// (whose image already is its column matrix).
     fn new<T: Float>(g: &Geometry, isa: Isa) -> Option<Self> {
-        if g.stride != 1 || g.pointwise() {
+        if g.pointwise() || !T::has_dot_products(isa) {
             return None;
         }
-        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-        let n = (g.ho - 1) * wp + g.wo;
-        if !T::has_gemm_rows(isa, n) {
-            return None;
-        }
+        let s = g.stride;
+        let (hq, wq) = ((g.h + 2 * g.pad).div_ceil(s), (g.w + 2 * g.pad).div_ceil(s));
+        let n = (g.ho - 1) * wq + g.wo;
         let mut rows = Vec::with_capacity(g.k());
         for c in 0..g.cin {
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    rows.push(c * hp * wp + ky * wp + kx);
+                    let plane = c * s * s + (ky % s) * s + kx % s;
+                    rows.push(plane * hq * wq + (ky / s) * wq + kx / s);
                 }
             }
         }
         Some(Self {
             isa,
-            hp,
-            wp,
+            s,
+            hq,
+            wq,
             n,
             rows,
         })
+    }
+
+    /// These windows for the forward pass: `None` where the wide output is too narrow for the
+    /// windowed GEMM.
+    fn for_forward<T: Float>(g: &Geometry, isa: Isa) -> Option<Self> {
+        Self::new::<T>(g, isa).filter(|w| T::has_gemm_rows(isa, w.n))
     }
 
     /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`.
@@ -313,20 +332,15 @@ impl Windows {
         x: &[T],
         out: &mut [T],
     ) -> Result<()> {
-        let padded_len = self.padded_len(g);
-        T::with_scratch(padded_len + g.cout * self.n, |buf| {
-            let (padded, wide) = buf.split_at_mut(padded_len);
-            let image: &[T] = if g.pad == 0 {
-                x
-            } else {
-                pad_image(g, self.wp, x, padded);
-                padded
-            };
+        let prepared_len = self.prepared_len(g);
+        T::with_scratch(prepared_len + g.cout * self.n, |buf| {
+            let (prepared, wide) = buf.split_at_mut(prepared_len);
+            let image = self.prepare(g, x, prepared);
             if !T::gemm_rows(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
                 bail!("conv2d: no windowed GEMM for {g:?}");
             }
             for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
-                for (line, wide_line) in dst.chunks_exact_mut(g.wo).zip(src.chunks(self.wp)) {
+                for (line, wide_line) in dst.chunks_exact_mut(g.wo).zip(src.chunks(self.wq)) {
                     line.copy_from_slice(&wide_line[..g.wo]);
                 }
             }
@@ -334,58 +348,80 @@ impl Windows {
         })
     }
 
-    /// Elements of one padded image; 0 without padding (the image is used as it is).
-    fn padded_len(&self, g: &Geometry) -> usize {
-        if g.pad == 0 {
+    /// Elements of one prepared image; 0 where the image is used as it is (stride 1, no
+    /// padding).
+    fn prepared_len(&self, g: &Geometry) -> usize {
+        if g.pad == 0 && self.s == 1 {
             0
         } else {
-            g.cin * self.hp * self.wp
+            g.cin * self.s * self.s * self.hq * self.wq
         }
     }
 
-    /// The weight gradient over the batch, each chunk of images summed by
-    /// [`Float::dot_products`]: output gradient lines laid out at the padded width (zeros in
-    /// the extra columns) against windows of the padded images. `None` where this CPU and type
-    /// have no such kernel.
-    fn weight_grad<T: Float>(&self, g: &Geometry, x: &[T], dy: &[T]) -> Option<Result<Vec<T>>> {
-        // Shorter lines leave too few vectors per tile to pay for summing 24 accumulators
-        // across their lanes: on ResNet-56 at batch 64 this is 2.3x faster than im2col at 32x32
-        // (lines of 1088) and 10% slower at 16x16 (286); see the ignored `weight_grad_speed`.
-        if self.n < MIN_DOT_LEN {
-            return None;
-        }
-        let len = g.cout * g.k();
-        let per = images_per_chunk(g.batch);
-        let padded_len = self.padded_len(g);
-        let b_len = if g.pad == 0 {
-            g.image_len()
+    /// The image the windows read: `x` itself, or `x` padded (and split into phase planes)
+    /// into `prepared` ([`Windows::prepared_len`] values).
+    fn prepare<'a, T: Float>(&self, g: &Geometry, x: &'a [T], prepared: &'a mut [T]) -> &'a [T] {
+        if prepared.is_empty() {
+            x
         } else {
-            padded_len
-        };
-        let wide_len = g.cout * self.n;
+            self.prepare_into(g, x, prepared);
+            prepared
+        }
+    }
+
+    /// `x` padded (and split into phase planes) into `prepared`, `[cin, s, s, hq, wq]`.
+    fn prepare_into<T: Float>(&self, g: &Geometry, x: &[T], prepared: &mut [T]) {
+        if self.s == 1 {
+            pad_image(g, self.wq, x, prepared);
+        } else {
+            phase_planes(g, self.hq, self.wq, x, prepared);
+        }
+    }
+
+    /// The weight gradient over the batch, chunk by chunk of images ([`CHUNK_VALUES`]), each
+    /// summed by [`Float::dot_products`]: output gradient lines laid out at the plane width
+    /// (zeros in the extra columns), each line padded with zeros to whole vectors and 64 bytes
+    /// aligned, against the windows of the prepared images (each followed by zeros that the
+    /// windows' last vectors may read). `None` where this CPU and type have no such kernel.
+    fn weight_grad<T: Float>(&self, g: &Geometry, x: &[T], dy: &[T]) -> Option<Result<Vec<T>>> {
+        let len = g.cout * g.k();
+        let line = self.n.next_multiple_of(LINE_ALIGN);
+        // Depends on the shapes only (never the thread count), so the summation order does
+        // too; at least 8 chunks, for the threads to share.
+        let per = (CHUNK_VALUES / line).clamp(1, (g.batch / 8).max(1));
+        let planes = g.cin * self.s * self.s * self.hq * self.wq;
+        let b_len = planes + (line - self.n);
+        let wide_len = g.cout * line;
         let partials = x
             .par_chunks(per * g.image_len())
             .zip(dy.par_chunks(per * g.out_image_len()))
             .map(|(xs, dys)| -> Option<Vec<T>> {
                 let images = xs.len() / g.image_len();
                 let mut acc = vec![T::zero(); len];
-                let done = T::with_scratch(images * (padded_len + wide_len), |buf| {
-                    let (padded, wide) = buf.split_at_mut(images * padded_len);
-                    for (p, x) in padded
-                        .chunks_exact_mut(padded_len.max(1))
+                let done = T::with_scratch(images * (b_len + wide_len) + LINE_ALIGN, |buf| {
+                    let skip = buf.as_ptr().align_offset(64).min(LINE_ALIGN);
+                    let (wide, prepared) = buf[skip..].split_at_mut(images * wide_len);
+                    let prepared = &mut prepared[..images * b_len];
+                    for (p, x) in prepared
+                        .chunks_exact_mut(b_len)
                         .zip(xs.chunks_exact(g.image_len()))
                     {
-                        pad_image(g, self.wp, x, p);
+                        let (planes, slack) = p.split_at_mut(planes);
+                        self.prepare_into(g, x, planes);
+                        slack.fill(T::zero());
                     }
                     for (w, d) in wide
                         .chunks_exact_mut(wide_len)
                         .zip(dys.chunks_exact(g.out_image_len()))
                     {
-                        self.widen(g, d, w);
+                        for (w, d) in w.chunks_exact_mut(line).zip(d.chunks_exact(g.n())) {
+                            self.widen(g, d, &mut w[..self.n]);
+                            w[self.n..].fill(T::zero());
+                        }
                     }
-                    let b: &[T] = if g.pad == 0 { xs } else { padded };
                     T::dot_products(
-                        self.isa, &mut acc, wide, g.cout, wide_len, b, b_len, &self.rows, self.n,
+                        self.isa, &mut acc, wide, g.cout, wide_len, prepared, b_len, &self.rows,
+                        line,
                     )
                 });
                 done.then_some(acc)
@@ -394,15 +430,41 @@ impl Windows {
         Some(Ok(sum_in_order(partials, len)))
     }
 
-    /// Lays out one image's output gradient `[cout, ho, wo]` as `[cout, n]` lines of the padded
-    /// width `wp`, zeros in the `wp - wo` extra columns.
+    /// Lays out one output channel's gradient `[ho, wo]` as one line of `n` values, `ho`
+    /// lines of the plane width `wq`, zeros in the `wq - wo` extra columns.
     fn widen<T: Float>(&self, g: &Geometry, dy: &[T], wide: &mut [T]) {
-        for (dst, src) in wide.chunks_exact_mut(self.n).zip(dy.chunks_exact(g.n())) {
-            for (oy, line) in src.chunks_exact(g.wo).enumerate() {
-                let start = oy * self.wp;
-                dst[start..start + g.wo].copy_from_slice(line);
-                let end = (start + self.wp).min(self.n);
-                dst[start + g.wo..end].fill(T::zero());
+        for (oy, line) in dy.chunks_exact(g.wo).enumerate() {
+            let start = oy * self.wq;
+            wide[start..start + g.wo].copy_from_slice(line);
+            let end = (start + self.wq).min(self.n);
+            wide[start + g.wo..end].fill(T::zero());
+        }
+    }
+}
+
+/// Splits `x` `[cin, h, w]`, zero-padded by `g.pad`, into `prepared` `[cin, s, s, hq, wq]`:
+/// plane `(c, py, px)` holds padded pixel `(i * s + py, j * s + px)` at `(i, j)`, zero outside
+/// the image.
+fn phase_planes<T: Float>(g: &Geometry, hq: usize, wq: usize, x: &[T], prepared: &mut [T]) {
+    let (s, zero) = (g.stride, T::zero());
+    for (c, src) in x.chunks_exact(g.h * g.w).enumerate() {
+        for py in 0..s {
+            for px in 0..s {
+                let plane = &mut prepared[((c * s + py) * s + px) * hq * wq..][..hq * wq];
+                for (i, line) in plane.chunks_exact_mut(wq).enumerate() {
+                    let Some(iy) = (i * s + py).checked_sub(g.pad).filter(|&iy| iy < g.h) else {
+                        line.fill(zero);
+                        continue;
+                    };
+                    let src_line = &src[iy * g.w..(iy + 1) * g.w];
+                    for (j, v) in line.iter_mut().enumerate() {
+                        *v = (j * s + px)
+                            .checked_sub(g.pad)
+                            .and_then(|ix| src_line.get(ix))
+                            .copied()
+                            .unwrap_or(zero);
+                    }
+                }
             }
         }
     }
@@ -441,7 +503,7 @@ fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T
         return Ok(());
     }
     let weight = Mat::rows(w, g.cout, g.k());
-    if let Some(windows) = Windows::new::<T>(g, isa) {
+    if let Some(windows) = Windows::for_forward::<T>(g, isa) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
             .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
@@ -1027,7 +1089,7 @@ mod tests {
             let want_dx = read(grads.get(x64.as_tensor()).unwrap());
             for isa in crate::isa::test_paths("windowed weight gradient") {
                 // Each path runs its own code: windows on AVX-512, im2col + `gemm` below it.
-                let windowed = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
+                let windowed = Windows::new::<f32>(&g, isa).is_some();
                 assert_eq!(windowed, isa == Isa::Avx512, "shape #{i} on {isa}");
                 let (x32, w32) = (
                     Var::from_tensor(&tensor(&xv, &[b, cin, h, w], DType::F32)).unwrap(),
@@ -1118,7 +1180,7 @@ mod tests {
                 t.elapsed().as_secs_f64() * 100.0
             };
             let isa = isa();
-            let windows = Windows::new::<f32>(&g, isa).is_some_and(|w| w.n >= MIN_DOT_LEN);
+            let windows = Windows::new::<f32>(&g, isa).is_some();
             let (a, b, r, a2, b2, r2) = (
                 time(&|| weight_grad(&g, isa, &x, &dy).unwrap()),
                 time(&|| weight_grad_im2col(&g, isa, &x, &dy).unwrap()),

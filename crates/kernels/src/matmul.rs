@@ -47,6 +47,12 @@ pub(crate) trait Float: WithDType + Send + Sync {
         false
     }
 
+    /// Whether [`Float::dot_products`] runs on `isa` and this CPU.
+    fn has_dot_products(isa: Isa) -> bool {
+        let _ = isa;
+        false
+    }
+
     /// `out[i * rows.len() + j] +=` the sum over images of row `i` of the `a` image (`na` rows
     /// of `n`) times window `rows[j]..rows[j] + n` of the `b` image, when this CPU and type have
     /// the kernel and `isa` allows it (see `avx512::dot_products`); returns false, doing
@@ -130,6 +136,11 @@ impl Float for f32 {
         }
         crate::avx512::sgemm_rows(dst, ldc, lhs, b, rows, n, false);
         true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn has_dot_products(isa: Isa) -> bool {
+        crate::avx512::enabled(isa)
     }
 
     #[cfg(target_arch = "x86_64")]
