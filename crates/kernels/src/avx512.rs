@@ -16,7 +16,6 @@ use std::arch::x86_64::{
     __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
 };
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::isa::Isa;
@@ -59,11 +58,6 @@ pub(crate) fn suits_columns(isa: Isa, n: usize) -> bool {
     n >= 2 * NR && enabled(isa)
 }
 
-thread_local! {
-    /// Per-thread buffer of the packed left panels.
-    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// `dst = lhs * rhs`, or `dst += lhs * rhs` with `accumulate`; `dst` row-major `m x n`. The
 /// caller has checked the shapes (`matmul::gemm`) and [`suits`]; the CPU is checked again in
 /// [`sgemm_rows`].
@@ -71,6 +65,38 @@ pub(crate) fn sgemm(dst: &mut [f32], lhs: Mat<'_, f32>, rhs: Mat<'_, f32>, accum
     assert!(rhs.cs == 1 && rhs.rows == lhs.cols);
     let rows: Vec<usize> = (0..rhs.rows).map(|q| q * rhs.rs).collect();
     sgemm_rows(dst, rhs.cols, lhs, rhs.data, &rows, rhs.cols, accumulate);
+}
+
+/// A left matrix packed for [`sgemm_packed`]: zero-padded panels of [`MR`] rows, one
+/// `depth`-deep slice of the inner dimension after another. Packing once and reusing it over
+/// many products (a conv's filters over every image of the batch) saves repacking: for the
+/// small products of a CIFAR ResNet's last stage, packing took a sixth of the time.
+#[derive(Debug)]
+pub(crate) struct Packed {
+    m: usize,
+    k: usize,
+    depth: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    pub(crate) fn new(lhs: Mat<'_, f32>) -> Self {
+        let (m, k) = (lhs.rows, lhs.cols);
+        let panels = m.div_ceil(MR);
+        // Balanced slices of at most KC: 576 goes as 3 x 192, not 256 + 256 + 64.
+        let depth = k.div_ceil(k.div_ceil(KC)).max(1);
+        let mut data = vec![0.0; panels * MR * k];
+        for k0 in (0..k).step_by(depth) {
+            let kc = depth.min(k - k0);
+            pack_lhs(
+                lhs,
+                k0,
+                kc,
+                &mut data[panels * MR * k0..panels * MR * (k0 + kc)],
+            );
+        }
+        Self { m, k, depth, data }
+    }
 }
 
 /// `dst (+)= lhs * B` where row `q` of the `k x n` matrix `B` is `b[rows[q]..rows[q] + n]`:
@@ -86,13 +112,23 @@ pub(crate) fn sgemm_rows(
     n: usize,
     accumulate: bool,
 ) {
-    let (m, k) = (lhs.rows, lhs.cols);
+    sgemm_packed(dst, ldc, &Packed::new(lhs), b, rows, n, accumulate);
+}
+
+/// [`sgemm_rows`] with the left matrix packed already.
+pub(crate) fn sgemm_packed(
+    dst: &mut [f32],
+    ldc: usize,
+    lhs: &Packed,
+    b: &[f32],
+    rows: &[usize],
+    n: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (lhs.m, lhs.k);
     assert!(available() && rows.len() == k && ldc >= n);
     assert!(m == 0 || dst.len() >= (m - 1) * ldc + n);
-    assert!(
-        rows.iter()
-            .all(|&r| r.checked_add(n).is_some_and(|e| e <= b.len()))
-    );
+    let windows = checked::Windows::new(b, rows, n);
     if m == 0 || n == 0 || k == 0 {
         if !accumulate {
             for row in dst.chunks_mut(ldc).take(m) {
@@ -103,54 +139,38 @@ pub(crate) fn sgemm_rows(
         return;
     }
     let panels = m.div_ceil(MR);
-    // Balanced slices of at most KC: 576 goes as 3 x 192, not 256 + 256 + 64.
-    let depth = k.div_ceil(k.div_ceil(KC));
-    PACK.with(|pack| {
-        let mut fresh = Vec::new();
-        let mut borrowed = pack.try_borrow_mut();
-        // Re-entered on this thread (it is not, today): fall back to a fresh buffer.
-        let a_pack = match borrowed.as_deref_mut() {
-            Ok(p) => p,
-            Err(_) => &mut fresh,
-        };
-        if a_pack.len() < panels * MR * depth {
-            a_pack.resize(panels * MR * depth, 0.0);
-        }
-        for k0 in (0..k).step_by(depth) {
-            let kc = depth.min(k - k0);
-            let a_pack = &mut a_pack[..panels * MR * kc];
-            pack_lhs(lhs, k0, kc, a_pack);
-            let load_c = accumulate || k0 > 0;
-            let mut j0 = 0;
-            while j0 < n {
-                let vectors = block_vectors(n - j0);
-                let cols = (vectors * LANES).min(n - j0);
-                // The right matrix is read in place: packing it cost as much as a quarter of
-                // the GEMM time, since each of its values is used only m times.
-                let block = Block {
-                    b,
-                    rows: &rows[k0..k0 + kc],
-                    j0,
+    for k0 in (0..k).step_by(lhs.depth) {
+        let kc = lhs.depth.min(k - k0);
+        let a_pack = &lhs.data[panels * MR * k0..panels * MR * (k0 + kc)];
+        let load_c = accumulate || k0 > 0;
+        let mut j0 = 0;
+        while j0 < n {
+            let vectors = block_vectors(n - j0);
+            let cols = (vectors * LANES).min(n - j0);
+            // The right matrix is read in place: packing it cost as much as a quarter of
+            // the GEMM time, since each of its values is used only m times.
+            let block = Block {
+                win: windows.slice(k0, kc),
+                j0,
+            };
+            for (p, a) in a_pack.chunks_exact(MR * kc).enumerate() {
+                let i0 = p * MR;
+                let tile = Tile {
+                    rows: MR.min(m - i0),
+                    cols,
+                    ldc,
+                    load_c,
                 };
-                for (p, a) in a_pack.chunks_exact(MR * kc).enumerate() {
-                    let i0 = p * MR;
-                    let tile = Tile {
-                        rows: MR.min(m - i0),
-                        cols,
-                        ldc,
-                        load_c,
-                    };
-                    let c = &mut dst[i0 * ldc + j0..];
-                    match vectors {
-                        1 => tile.run::<1>(a, block, c),
-                        2 => tile.run::<2>(a, block, c),
-                        _ => tile.run::<3>(a, block, c),
-                    }
+                let c = &mut dst[i0 * ldc + j0..];
+                match vectors {
+                    1 => tile.run::<1>(a, block, c),
+                    2 => tile.run::<2>(a, block, c),
+                    _ => tile.run::<3>(a, block, c),
                 }
-                j0 += cols;
             }
+            j0 += cols;
         }
-    });
+    }
 }
 
 /// Registers of the next column block when `left` columns remain: three, but never leave a
@@ -183,11 +203,52 @@ fn pack_lhs(lhs: Mat<'_, f32>, k0: usize, kc: usize, out: &mut [f32]) {
     }
 }
 
-/// Columns `[j0, j0 + cols)` of the right matrix's rows `rows` (windows into `b`).
+mod checked {
+    /// Windows `b[rows[q]..rows[q] + n]`, every one checked to lie inside `b` when made (once
+    /// per product, not once per microkernel call: that check cost ~10% of a small GEMM).
+    #[derive(Clone, Copy)]
+    pub(super) struct Windows<'a> {
+        b: &'a [f32],
+        rows: &'a [usize],
+        n: usize,
+    }
+
+    impl<'a> Windows<'a> {
+        /// Panics if a window leaves `b`.
+        pub(super) fn new(b: &'a [f32], rows: &'a [usize], n: usize) -> Self {
+            assert!(
+                rows.iter()
+                    .all(|&r| r.checked_add(n).is_some_and(|e| e <= b.len()))
+            );
+            Self { b, rows, n }
+        }
+
+        pub(super) fn b(&self) -> &'a [f32] {
+            self.b
+        }
+
+        pub(super) fn rows(&self) -> &'a [usize] {
+            self.rows
+        }
+
+        pub(super) fn n(&self) -> usize {
+            self.n
+        }
+
+        /// Windows `k0..k0 + kc` (panics past the end).
+        pub(super) fn slice(self, k0: usize, kc: usize) -> Self {
+            Self {
+                rows: &self.rows[k0..k0 + kc],
+                ..self
+            }
+        }
+    }
+}
+
+/// Columns `[j0, j0 + cols)` of checked windows.
 #[derive(Clone, Copy)]
 struct Block<'a> {
-    b: &'a [f32],
-    rows: &'a [usize],
+    win: checked::Windows<'a>,
     j0: usize,
 }
 
@@ -203,32 +264,36 @@ struct Tile {
 impl Tile {
     /// `c[..rows, ..cols] (+)= a_panel * block` for a block of `NV` registers' width.
     fn run<const NV: usize>(self, a: &[f32], block: Block<'_>, c: &mut [f32]) {
-        let kc = block.rows.len();
-        // The bounds the unchecked accesses below rely on (`sgemm_rows` checked that every
-        // window `rows[q] .. rows[q] + n` lies in `b`, and j0 + cols <= n).
+        let kc = block.win.rows().len();
+        // The bounds the unchecked accesses below rely on (every window `rows[q] .. rows[q] +
+        // n` lies in `b`, checked when `block.win` was made, and j0 + cols <= n).
         assert!(
             (1..=3).contains(&NV)
                 && (1..=MR).contains(&self.rows)
                 && self.cols > (NV - 1) * LANES
                 && self.cols <= NV * LANES
                 && a.len() >= kc * MR
-                && block
-                    .rows
-                    .iter()
-                    .all(|&r| r + block.j0 + self.cols <= block.b.len())
+                && block.j0 + self.cols <= block.win.n()
                 && c.len() >= (self.rows - 1) * self.ldc + self.cols
         );
         // SAFETY: `available()` (asserted in `sgemm_rows`, the only caller) says the CPU has
         // AVX-512F; the assert above bounds every access `micro` makes, as its comments show.
         unsafe {
-            micro::<NV>(
+            let args = (
                 self,
                 kc,
                 a.as_ptr(),
-                block.b.as_ptr().add(block.j0),
-                block.rows.as_ptr(),
+                block.win.b().as_ptr().add(block.j0),
+                block.win.rows().as_ptr(),
                 c.as_mut_ptr(),
-            )
+            );
+            // A full last register needs no mask: a masked load costs an extra micro-op on
+            // the FMA ports of some CPUs (measured: 156 -> see `micro_alone`).
+            if self.cols == NV * LANES {
+                micro::<NV, false>(args)
+            } else {
+                micro::<NV, true>(args)
+            }
         }
     }
 }
@@ -238,13 +303,8 @@ impl Tile {
 /// `j < cols` only: the last register of each row of `b` and `c` is accessed under a mask of
 /// its `cols - (NV - 1) * 16` valid lanes.
 #[target_feature(enable = "avx512f")]
-unsafe fn micro<const NV: usize>(
-    t: Tile,
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    rows: *const usize,
-    c: *mut f32,
+unsafe fn micro<const NV: usize, const MASKED: bool>(
+    (t, kc, a, b, rows, c): (Tile, usize, *const f32, *const f32, *const usize, *mut f32),
 ) {
     let tail = t.cols - (NV - 1) * LANES;
     let last: __mmask16 = if tail == LANES {
@@ -258,10 +318,16 @@ unsafe fn micro<const NV: usize>(
         let row = unsafe { b.add(*rows.add(q)) };
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, reg) in bv.iter_mut().enumerate() {
-            let mask = if v + 1 == NV { last } else { 0xffff };
-            // SAFETY: the lanes under `mask` are b[rows[q] + j0 + v * 16 + l] with
-            // v * 16 + l < cols, in bounds by the caller's assert; others are not read.
-            *reg = unsafe { _mm512_maskz_loadu_ps(mask, row.add(v * LANES)) };
+            // SAFETY: the lanes under the mask are b[rows[q] + j0 + v * 16 + l] with
+            // v * 16 + l < cols, in bounds by the caller's assert; others are not read
+            // (without `MASKED`, cols = NV * 16).
+            *reg = unsafe {
+                if MASKED && v + 1 == NV {
+                    _mm512_maskz_loadu_ps(last, row.add(v * LANES))
+                } else {
+                    _mm512_loadu_ps(row.add(v * LANES))
+                }
+            };
         }
         for (r, acc_row) in acc.iter_mut().enumerate() {
             // SAFETY: q * MR + r < kc * MR <= a.len().
@@ -576,8 +642,7 @@ mod micro_speed {
                 tile.run::<3>(
                     &a,
                     Block {
-                        b: &b,
-                        rows: &rows,
+                        win: checked::Windows::new(&b, &rows, n),
                         j0: 0,
                     },
                     &mut c,

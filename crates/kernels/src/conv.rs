@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, b
 use rayon::prelude::*;
 
 use crate::isa::{Isa, isa};
-use crate::matmul::{Float, Mat, gemm};
+use crate::matmul::{Float, Mat, PackedLhs, gemm};
 use crate::storage::{contiguous_slice, into_storage};
 
 /// The sizes of one convolution, checked once.
@@ -273,7 +273,7 @@ const LINE_ALIGN: usize = 16;
 /// buffer: plane `(c, ky % s, kx % s)` read from `(ky / s) * wq + kx / s` on, if the output is
 /// computed `wq` (the plane width) values per line instead of `wo`, the last `wq - wo` of each
 /// line being junk that is dropped afterwards. The kernels read those windows in place
-/// ([`Float::gemm_rows`], [`Float::dot_products`]), which saves writing and re-reading
+/// ([`Float::gemm_packed`], [`Float::dot_products`]), which saves writing and re-reading
 /// `kh * kw` copies of the image.
 struct Windows {
     /// The path these windows were made for (one with windowed kernels).
@@ -324,11 +324,12 @@ impl Windows {
         Self::new::<T>(g, isa).filter(|w| T::has_gemm_rows(isa, w.n))
     }
 
-    /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`.
+    /// One image: `x` `[cin, h, w]` to `out` `[cout, ho, wo]`, with the filters packed by
+    /// [`Float::pack_lhs`].
     fn run<T: Float>(
         &self,
         g: &Geometry,
-        weight: Mat<'_, T>,
+        weight: &PackedLhs,
         x: &[T],
         out: &mut [T],
     ) -> Result<()> {
@@ -336,7 +337,7 @@ impl Windows {
         T::with_scratch(prepared_len + g.cout * self.n, |buf| {
             let (prepared, wide) = buf.split_at_mut(prepared_len);
             let image = self.prepare(g, x, prepared);
-            if !T::gemm_rows(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
+            if !T::gemm_packed(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
                 bail!("conv2d: no windowed GEMM for {g:?}");
             }
             for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
@@ -503,14 +504,22 @@ fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T
         return Ok(());
     }
     let weight = Mat::rows(w, g.cout, g.k());
-    if let Some(windows) = Windows::for_forward::<T>(g, isa) {
+    let windows = Windows::for_forward::<T>(g, isa);
+    let groups = image_groups::<T>(g, isa);
+    // Packed once for the whole batch, not once per image.
+    let packed = if windows.is_some() || groups.is_some() {
+        T::pack_lhs(isa, weight)
+    } else {
+        None
+    };
+    if let (Some(windows), Some(packed)) = (&windows, &packed) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
-            .try_for_each(|(out, x)| windows.run(g, weight, x, out))?;
+            .try_for_each(|(out, x)| windows.run(g, packed, x, out))?;
         return Ok(());
     }
-    if let Some(groups) = image_groups::<T>(g, isa) {
-        return forward_grouped(g, isa, weight, x, out, &groups);
+    if let (Some(groups), Some(packed)) = (&groups, &packed) {
+        return forward_grouped(g, isa, packed, x, out, groups);
     }
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
@@ -562,7 +571,7 @@ fn image_groups<T: Float>(g: &Geometry, isa: Isa) -> Option<Vec<(usize, usize)>>
 fn forward_grouped<T: Float>(
     g: &Geometry,
     isa: Isa,
-    weight: Mat<'_, T>,
+    weight: &PackedLhs,
     x: &[T],
     out: &mut [T],
     groups: &[(usize, usize)],
@@ -583,7 +592,10 @@ fn forward_grouped<T: Float>(
             for (i, img) in xs.chunks_exact(g.image_len()).enumerate() {
                 im2col_strided(g, img, &mut cols[i * n..], wide);
             }
-            gemm(isa, prod, weight, Mat::rows(cols, k, wide), false)?;
+            let rows: Vec<usize> = (0..k).map(|q| q * wide).collect();
+            if !T::gemm_packed(isa, prod, wide, weight, cols, &rows, wide) {
+                bail!("conv2d: no packed GEMM for {g:?}");
+            }
             for (i, img_out) in out.chunks_exact_mut(g.out_image_len()).enumerate() {
                 for (dst, src) in img_out.chunks_exact_mut(n).zip(prod.chunks_exact(wide)) {
                     dst.copy_from_slice(&src[i * n..(i + 1) * n]);

@@ -32,13 +32,20 @@ pub(crate) trait Float: WithDType + Send + Sync {
         false
     }
 
-    /// `dst = lhs * B`, where row `q` of `B` is `b[rows[q]..rows[q] + n]` and `dst` has row
-    /// stride `ldc`, when [`Float::has_gemm_rows`]; returns false, doing nothing, otherwise.
-    fn gemm_rows(
+    /// `lhs` packed for [`Float::gemm_packed`], where `isa`, this CPU and type have that
+    /// kernel.
+    fn pack_lhs(isa: Isa, lhs: Mat<'_, Self>) -> Option<PackedLhs> {
+        let _ = (isa, lhs);
+        None
+    }
+
+    /// `dst = lhs * B`, row `q` of `B` being `b[rows[q]..rows[q] + n]` and `dst` of row stride
+    /// `ldc`, with the left matrix packed by [`Float::pack_lhs`]; false, doing nothing, where there is no such kernel.
+    fn gemm_packed(
         isa: Isa,
         dst: &mut [Self],
         ldc: usize,
-        lhs: Mat<'_, Self>,
+        lhs: &PackedLhs,
         b: &[Self],
         rows: &[usize],
         n: usize,
@@ -72,6 +79,14 @@ pub(crate) trait Float: WithDType + Send + Sync {
         let _ = (isa, out, a, na, a_len, b, b_len, rows, n);
         false
     }
+}
+
+/// An f32 left matrix packed for our AVX-512 GEMM ([`Float::pack_lhs`]); on other CPUs
+/// nothing makes one.
+#[derive(Debug)]
+pub(crate) struct PackedLhs {
+    #[cfg(target_arch = "x86_64")]
+    inner: crate::avx512::Packed,
 }
 
 thread_local! {
@@ -122,19 +137,26 @@ impl Float for f32 {
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn gemm_rows(
+    fn pack_lhs(isa: Isa, lhs: Mat<'_, Self>) -> Option<PackedLhs> {
+        crate::avx512::enabled(isa).then(|| PackedLhs {
+            inner: crate::avx512::Packed::new(lhs),
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn gemm_packed(
         isa: Isa,
         dst: &mut [Self],
         ldc: usize,
-        lhs: Mat<'_, Self>,
+        lhs: &PackedLhs,
         b: &[Self],
         rows: &[usize],
         n: usize,
     ) -> bool {
-        if !crate::avx512::suits_columns(isa, n) {
+        if !crate::avx512::enabled(isa) {
             return false;
         }
-        crate::avx512::sgemm_rows(dst, ldc, lhs, b, rows, n, false);
+        crate::avx512::sgemm_packed(dst, ldc, &lhs.inner, b, rows, n, false);
         true
     }
 
