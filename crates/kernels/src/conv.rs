@@ -287,6 +287,10 @@ struct Windows {
     n: usize,
     /// Start of each column-matrix row in the prepared image.
     rows: Vec<usize>,
+    /// Values of the planes, `cin * s * s * hq * wq`.
+    planes: usize,
+    /// How far the windows reach: the planes, then zeros.
+    extent: usize,
 }
 
 impl Windows {
@@ -297,7 +301,16 @@ impl Windows {
             return None;
         }
         let s = g.stride;
-        let (hq, wq) = ((g.h + 2 * g.pad).div_ceil(s), (g.w + 2 * g.pad).div_ceil(s));
+        let hq = (g.h + 2 * g.pad).div_ceil(s);
+        // At stride 1, a line's right padding can be the next line's left padding (the `pad`
+        // zeros it starts with) where the kernel reaches no further right than that: lines of
+        // `w + pad`, 3% to 11% less junk to compute than `w + 2 pad` on the CIFAR maps.
+        let shares = s == 1 && g.pad <= g.kw - 1 && g.kw - 1 - g.pad <= g.pad;
+        let wq = if shares {
+            g.w + g.pad
+        } else {
+            (g.w + 2 * g.pad).div_ceil(s)
+        };
         let n = (g.ho - 1) * wq + g.wo;
         let mut rows = Vec::with_capacity(g.k());
         for c in 0..g.cin {
@@ -308,6 +321,9 @@ impl Windows {
                 }
             }
         }
+        let planes = g.cin * s * s * hq * wq;
+        // The last window may run past the planes (by the last line's borrowed padding).
+        let extent = rows.iter().map(|r| r + n).max().unwrap_or(0).max(planes);
         Some(Self {
             isa,
             s,
@@ -315,6 +331,8 @@ impl Windows {
             wq,
             n,
             rows,
+            planes,
+            extent,
         })
     }
 
@@ -355,7 +373,7 @@ impl Windows {
         if g.pad == 0 && self.s == 1 {
             0
         } else {
-            g.cin * self.s * self.s * self.hq * self.wq
+            self.extent
         }
     }
 
@@ -370,13 +388,16 @@ impl Windows {
         }
     }
 
-    /// `x` padded (and split into phase planes) into `prepared`, `[cin, s, s, hq, wq]`.
+    /// `x` padded (and split into phase planes) into `prepared`, `[cin, s, s, hq, wq]`, and
+    /// zeros after the planes to the end of `prepared`.
     fn prepare_into<T: Float>(&self, g: &Geometry, x: &[T], prepared: &mut [T]) {
+        let (planes, rest) = prepared.split_at_mut(self.planes);
         if self.s == 1 {
-            pad_image(g, self.wq, x, prepared);
+            pad_image(g, self.wq, x, planes);
         } else {
-            phase_planes(g, self.hq, self.wq, x, prepared);
+            phase_planes(g, self.hq, self.wq, x, planes);
         }
+        rest.fill(T::zero());
     }
 
     /// The weight gradient over the batch, chunk by chunk of images ([`CHUNK_VALUES`]), each
@@ -390,8 +411,7 @@ impl Windows {
         // Depends on the shapes only (never the thread count), so the summation order does
         // too; at least 8 chunks, for the threads to share.
         let per = (CHUNK_VALUES / line).clamp(1, (g.batch / 8).max(1));
-        let planes = g.cin * self.s * self.s * self.hq * self.wq;
-        let b_len = planes + (line - self.n);
+        let b_len = self.extent + (line - self.n);
         let wide_len = g.cout * line;
         let partials = x
             .par_chunks(per * g.image_len())
@@ -407,9 +427,7 @@ impl Windows {
                         .chunks_exact_mut(b_len)
                         .zip(xs.chunks_exact(g.image_len()))
                     {
-                        let (planes, slack) = p.split_at_mut(planes);
-                        self.prepare_into(g, x, planes);
-                        slack.fill(T::zero());
+                        self.prepare_into(g, x, p);
                     }
                     for (w, d) in wide
                         .chunks_exact_mut(wide_len)
