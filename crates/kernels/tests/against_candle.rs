@@ -556,7 +556,7 @@ fn elementwise_bits(isa: Isa, shape: &[usize], seed: u64) -> Vec<Vec<u64>> {
 }
 
 #[test]
-fn avx2_copies_give_the_bits_of_the_portable_code() {
+fn avx2_and_avx512_copies_give_the_bits_of_the_portable_code() {
     if !Isa::Avx2.supported() {
         eprintln!("no AVX2 + FMA on this CPU: the AVX2 copies NOT compared (only portable ran)");
     }
@@ -576,6 +576,13 @@ fn avx2_copies_give_the_bits_of_the_portable_code() {
             assert!(
                 portable == avx2,
                 "shape {shape:?}: AVX2 and portable bits differ"
+            );
+        }
+        if Isa::Avx512.supported() {
+            let avx512 = elementwise_bits(Isa::Avx512, shape, 500 + i as u64);
+            assert!(
+                portable == avx512,
+                "shape {shape:?}: AVX-512 and portable bits differ"
             );
         }
     }
