@@ -305,7 +305,7 @@ impl Windows {
         // At stride 1, a line's right padding can be the next line's left padding (the `pad`
         // zeros it starts with) where the kernel reaches no further right than that: lines of
         // `w + pad`, 3% to 11% less junk to compute than `w + 2 pad` on the CIFAR maps.
-        let shares = s == 1 && g.pad <= g.kw - 1 && g.kw - 1 - g.pad <= g.pad;
+        let shares = s == 1 && g.pad < g.kw && g.kw - 1 - g.pad <= g.pad;
         let wq = if shares {
             g.w + g.pad
         } else {
