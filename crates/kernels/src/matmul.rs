@@ -54,6 +54,25 @@ pub(crate) trait Float: WithDType + Send + Sync {
         false
     }
 
+    /// `out[k * ld + o] +=` the sum over images and pixels of window `rows[k]` of the `x`
+    /// image times lane `o` of the pixel-major `dyt` image (see `avx512::window_grads`), when
+    /// this CPU and type have the kernel and `isa` allows it; returns false, doing nothing,
+    /// otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn window_grads(
+        isa: Isa,
+        out: &mut [Self],
+        x: &[Self],
+        x_len: usize,
+        rows: &[usize],
+        dyt: &[Self],
+        n: usize,
+        ld: usize,
+    ) -> bool {
+        let _ = (isa, out, x, x_len, rows, dyt, n, ld);
+        false
+    }
+
     /// Whether [`Float::dot_products`] runs on `isa` and this CPU.
     fn has_dot_products(isa: Isa) -> bool {
         let _ = isa;
@@ -157,6 +176,24 @@ impl Float for f32 {
             return false;
         }
         crate::avx512::sgemm_packed(dst, ldc, &lhs.inner, b, rows, n, false);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn window_grads(
+        isa: Isa,
+        out: &mut [Self],
+        x: &[Self],
+        x_len: usize,
+        rows: &[usize],
+        dyt: &[Self],
+        n: usize,
+        ld: usize,
+    ) -> bool {
+        if !crate::avx512::enabled(isa) {
+            return false;
+        }
+        crate::avx512::window_grads(out, x, x_len, rows, dyt, n, ld);
         true
     }
 

@@ -41,6 +41,12 @@ const CONV_SHAPES: &[ConvShape] = &[
     (9, 16, 8, 8, 12, 3, 1, 1),
     (9, 12, 9, 9, 10, 3, 2, 1),
     (5, 100, 6, 6, 8, 1, 1, 0),
+    // 32 output channels or more: on AVX-512 the weight gradient is vectorised over them
+    // (`window_grads`), 35 of them in 48 lanes (three vectors), 80 as 4 + 1 vectors, and a
+    // stride-2 one through phase planes with 64 (four).
+    (5, 7, 9, 9, 35, 3, 1, 1),
+    (2, 3, 6, 6, 80, 3, 1, 1),
+    (3, 6, 10, 10, 64, 3, 2, 1),
 ];
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -368,15 +374,17 @@ fn results_do_not_depend_on_the_thread_count() {
     // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked;
     // 8x8 with 16 channels: image groups and the im2row weight gradient.
     for isa in paths("thread count") {
-        same_bits_on_1_and_3_threads(isa, 12, 10);
-        same_bits_on_1_and_3_threads(isa, 16, 8);
+        same_bits_on_1_and_3_threads(isa, 12, 10, 20);
+        same_bits_on_1_and_3_threads(isa, 16, 8, 20);
+        // 40 output channels: the weight gradient vectorised over them.
+        same_bits_on_1_and_3_threads(isa, 16, 8, 40);
     }
 }
 
-fn same_bits_on_1_and_3_threads(isa: Isa, cin: usize, hw: usize) {
+fn same_bits_on_1_and_3_threads(isa: Isa, cin: usize, hw: usize, cout: usize) {
     let x = Var::from_tensor(&randn(&[19, cin, hw, hw], DType::F32, 1)).unwrap();
-    let w = Var::from_tensor(&randn(&[20, cin, 3, 3], DType::F32, 2)).unwrap();
-    let (gamma, beta, rm, rv) = bn_params(20, DType::F32, 3);
+    let w = Var::from_tensor(&randn(&[cout, cin, 3, 3], DType::F32, 2)).unwrap();
+    let (gamma, beta, rm, rv) = bn_params(cout, DType::F32, 3);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
