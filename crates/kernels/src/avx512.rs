@@ -616,7 +616,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod micro_speed {
+mod speed {
     use super::*;
 
     /// Not a test: GFLOP/s of the microkernel alone on L1-resident operands (one core):
@@ -656,11 +656,6 @@ mod micro_speed {
             println!("row stride {stride}: {gf:.1} GFLOP/s ({})", c[0]);
         }
     }
-}
-
-#[cfg(test)]
-mod dot_speed {
-    use super::*;
 
     /// Not a test: GFLOP/s of `dot_products` alone (one core) on the CIFAR ResNets' weight
     /// gradient shapes: `cargo test --release -p kernels dot_alone -- --ignored --nocapture`

@@ -422,15 +422,50 @@ impl Windows {
         let per = (CHUNK_VALUES / line).clamp(1, (g.batch / 8).max(1));
         let b_len = self.extent + (line - self.n);
         let wide_len = g.cout * line;
+        let sum = self.by_chunks(
+            g,
+            (x, dy),
+            per,
+            (b_len, wide_len, len),
+            |d, w| {
+                for (w, d) in w.chunks_exact_mut(line).zip(d.chunks_exact(g.n())) {
+                    self.widen(g, d, &mut w[..self.n]);
+                    w[self.n..].fill(T::zero());
+                }
+            },
+            |acc, wide, prepared| {
+                T::dot_products(
+                    self.isa, acc, wide, g.cout, wide_len, prepared, b_len, &self.rows, line,
+                )
+            },
+        )?;
+        Some(Ok(sum))
+    }
+
+    /// A weight-gradient kernel run chunk by chunk of `per` images: each chunk's images
+    /// prepared (`b_len` values each, [`Windows::prepare_into`]) and output gradients laid out
+    /// by `layout` (`grad_len` values each) in 64-byte-aligned scratch, then `kernel(acc, grads,
+    /// prepared)` adding the chunk's sums into a zeroed partial of `len` values; the partials
+    /// summed in chunk order. `None` where the kernel is missing (it returned false).
+    #[allow(clippy::too_many_arguments)]
+    fn by_chunks<T: Float>(
+        &self,
+        g: &Geometry,
+        (x, dy): (&[T], &[T]),
+        per: usize,
+        (b_len, grad_len, len): (usize, usize, usize),
+        layout: impl Fn(&[T], &mut [T]) + Sync,
+        kernel: impl Fn(&mut [T], &[T], &[T]) -> bool + Sync,
+    ) -> Option<Vec<T>> {
         let partials = x
             .par_chunks(per * g.image_len())
             .zip(dy.par_chunks(per * g.out_image_len()))
             .map(|(xs, dys)| -> Option<Vec<T>> {
                 let images = xs.len() / g.image_len();
                 let mut acc = vec![T::zero(); len];
-                let done = T::with_scratch(images * (b_len + wide_len) + LINE_ALIGN, |buf| {
+                let done = T::with_scratch(images * (b_len + grad_len) + LINE_ALIGN, |buf| {
                     let skip = buf.as_ptr().align_offset(64).min(LINE_ALIGN);
-                    let (wide, prepared) = buf[skip..].split_at_mut(images * wide_len);
+                    let (grads, prepared) = buf[skip..].split_at_mut(images * grad_len);
                     let prepared = &mut prepared[..images * b_len];
                     for (p, x) in prepared
                         .chunks_exact_mut(b_len)
@@ -438,24 +473,18 @@ impl Windows {
                     {
                         self.prepare_into(g, x, p);
                     }
-                    for (w, d) in wide
-                        .chunks_exact_mut(wide_len)
+                    for (w, d) in grads
+                        .chunks_exact_mut(grad_len)
                         .zip(dys.chunks_exact(g.out_image_len()))
                     {
-                        for (w, d) in w.chunks_exact_mut(line).zip(d.chunks_exact(g.n())) {
-                            self.widen(g, d, &mut w[..self.n]);
-                            w[self.n..].fill(T::zero());
-                        }
+                        layout(d, w);
                     }
-                    T::dot_products(
-                        self.isa, &mut acc, wide, g.cout, wide_len, prepared, b_len, &self.rows,
-                        line,
-                    )
+                    kernel(&mut acc, grads, prepared)
                 });
                 done.then_some(acc)
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Ok(sum_in_order(partials, len)))
+        Some(sum_in_order(partials, len))
     }
 
     /// [`Windows::weight_grad`] vectorised over the output channels
@@ -474,43 +503,25 @@ impl Windows {
         let per = (g.batch / 8).max(1);
         let b_len = self.extent;
         let dyt_len = self.n * ld;
-        let partials = x
-            .par_chunks(per * g.image_len())
-            .zip(dy.par_chunks(per * g.out_image_len()))
-            .map(|(xs, dys)| -> Option<Vec<T>> {
-                let images = xs.len() / g.image_len();
-                let mut acc = vec![T::zero(); len];
-                let done = T::with_scratch(images * (b_len + dyt_len) + LINE_ALIGN, |buf| {
-                    let skip = buf.as_ptr().align_offset(64).min(LINE_ALIGN);
-                    let (dyt, prepared) = buf[skip..].split_at_mut(images * dyt_len);
-                    let prepared = &mut prepared[..images * b_len];
-                    for (p, x) in prepared
-                        .chunks_exact_mut(b_len)
-                        .zip(xs.chunks_exact(g.image_len()))
-                    {
-                        self.prepare_into(g, x, p);
-                    }
-                    for (t, d) in dyt
-                        .chunks_exact_mut(dyt_len)
-                        .zip(dys.chunks_exact(g.out_image_len()))
-                    {
-                        t.fill(T::zero());
-                        for (o, plane) in d.chunks_exact(g.n()).enumerate() {
-                            for (oy, line) in plane.chunks_exact(g.wo).enumerate() {
-                                for (ox, v) in line.iter().enumerate() {
-                                    t[(oy * self.wq + ox) * ld + o] = *v;
-                                }
-                            }
+        let sum = self.by_chunks(
+            g,
+            (x, dy),
+            per,
+            (b_len, dyt_len, len),
+            |d, t| {
+                t.fill(T::zero());
+                for (o, plane) in d.chunks_exact(g.n()).enumerate() {
+                    for (oy, line) in plane.chunks_exact(g.wo).enumerate() {
+                        for (ox, v) in line.iter().enumerate() {
+                            t[(oy * self.wq + ox) * ld + o] = *v;
                         }
                     }
-                    T::window_grads(
-                        self.isa, &mut acc, prepared, b_len, &self.rows, dyt, self.n, ld,
-                    )
-                });
-                done.then_some(acc)
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let sum = sum_in_order(partials, len);
+                }
+            },
+            |acc, dyt, prepared| {
+                T::window_grads(self.isa, acc, prepared, b_len, &self.rows, dyt, self.n, ld)
+            },
+        )?;
         // `[k, ld]` to `[cout, k]`.
         let mut dw = vec![T::zero(); g.cout * k];
         for (q, lanes) in sum.chunks_exact(ld).enumerate() {
