@@ -270,7 +270,7 @@ fn measure(
             let xi = Tensor::randn(0f32, 1.0, (plan.infer_batch, c, 32, 32), device)?;
             let infer = || -> Result<f32> {
                 Ok(model
-                    .forward_t(&xi, false)?
+                    .infer(&xi)?
                     .to_dtype(DType::F32)?
                     .sum_all()?
                     .to_scalar::<f32>()?)

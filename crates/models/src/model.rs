@@ -130,6 +130,17 @@ impl Model {
         &self.config
     }
 
+    /// Logits in evaluation mode (running statistics), the same values as `forward_t(x,
+    /// false)` but without an autograd graph: nothing of the pass stays alive but the logits
+    /// (detached: no gradient flows back through them). For evaluation and inference; take
+    /// `forward_t` where a gradient is wanted.
+    pub fn infer(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.network {
+            Network::ResNet(m) => m.infer(x),
+            other => Ok(other.forward_t(x, false)?.detach()),
+        }
+    }
+
     /// The network (forward pass only).
     pub fn network(&self) -> &Network {
         &self.network
@@ -238,6 +249,22 @@ mod tests {
                 .map(|(_, v)| v.as_tensor().elem_count())
                 .sum();
             assert_eq!(trainable as u64, config.params());
+        }
+    }
+
+    #[test]
+    fn infer_gives_forward_t_eval_logits_without_a_graph() {
+        for config in small_configs() {
+            let model = Model::init(&config, 5, &Device::Cpu).unwrap();
+            let x =
+                Tensor::randn(0f32, 1.0, (3, config.in_channels(), 32, 32), &Device::Cpu).unwrap();
+            let eval = model.forward_t(&x, false).unwrap();
+            let inferred = model.infer(&x).unwrap();
+            let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(values(&inferred), values(&eval), "{}", config.name());
+            // forward_t records its ops (the weights are variables); infer keeps nothing.
+            assert!(eval.track_op(), "{}", config.name());
+            assert!(!inferred.track_op(), "{}", config.name());
         }
     }
 

@@ -581,7 +581,7 @@ pub fn evaluate(
     for chunk in indices.chunks(batch_size.max(1)) {
         let batch = assemble(set, chunk, normalize, None);
         let (x, y) = to_tensors(&batch, model.device())?;
-        let logits = model.forward_t(&x, false)?;
+        let logits = model.infer(&x)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
         loss_sum += f64::from(loss) * chunk.len() as f64;
         correct += count_correct(&logits, &y)?;
