@@ -20,6 +20,7 @@ use std::arch::x86_64::{
     _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
     _mm512_storeu_ps,
 };
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::isa::Isa;
@@ -85,11 +86,16 @@ pub(crate) struct Packed {
 
 impl Packed {
     pub(crate) fn new(lhs: Mat<'_, f32>) -> Self {
+        Self::new_in(lhs, Vec::new())
+    }
+
+    /// [`Packed::new`] in `data`'s allocation (its values are all overwritten).
+    fn new_in(lhs: Mat<'_, f32>, mut data: Vec<f32>) -> Self {
         let (m, k) = (lhs.rows, lhs.cols);
         let panels = m.div_ceil(MR);
         // Balanced slices of at most KC: 576 goes as 3 x 192, not 256 + 256 + 64.
         let depth = k.div_ceil(k.div_ceil(KC)).max(1);
-        let mut data = vec![0.0; panels * MR * k];
+        data.resize(panels * MR * k, 0.0);
         for k0 in (0..k).step_by(depth) {
             let kc = depth.min(k - k0);
             pack_lhs(
@@ -116,7 +122,16 @@ pub(crate) fn sgemm_rows(
     n: usize,
     accumulate: bool,
 ) {
-    sgemm_packed(dst, ldc, &Packed::new(lhs), b, rows, n, accumulate);
+    // Packed into this thread's buffer: the callers that pack per product (im2col products,
+    // image by image) would otherwise allocate and zero it every time.
+    let packed = Packed::new_in(lhs, PACK.with(RefCell::take));
+    sgemm_packed(dst, ldc, &packed, b, rows, n, accumulate);
+    PACK.with(|p| *p.borrow_mut() = packed.data);
+}
+
+thread_local! {
+    /// Per-thread buffer for the left panels packed by [`sgemm_rows`].
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// [`sgemm_rows`] with the left matrix packed already.
@@ -291,8 +306,8 @@ impl Tile {
                 block.win.rows().as_ptr(),
                 c.as_mut_ptr(),
             );
-            // A full last register needs no mask: a masked load costs an extra micro-op on
-            // the FMA ports of some CPUs (measured: 156 -> see `micro_alone`).
+            // A full last register needs no mask: a masked load may cost an extra micro-op
+            // (measured in `micro_alone`: 156 GFLOP/s masked, 160 unmasked, one Xeon core).
             if self.cols == NV * LANES {
                 micro::<NV, false>(args)
             } else {
