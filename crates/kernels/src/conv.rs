@@ -357,6 +357,7 @@ impl Windows {
         weight: &PackedLhs,
         x: &[T],
         out: &mut [T],
+        finish: Finish<'_, T>,
     ) -> Result<()> {
         let prepared_len = self.prepared_len(g);
         T::with_scratch(prepared_len + g.cout * self.n, |buf| {
@@ -365,9 +366,18 @@ impl Windows {
             if !T::gemm_packed(self.isa, wide, self.n, weight, image, &self.rows, self.n) {
                 bail!("conv2d: no windowed GEMM for {g:?}");
             }
-            for (dst, src) in out.chunks_exact_mut(g.n()).zip(wide.chunks(self.n)) {
-                for (line, wide_line) in dst.chunks_exact_mut(g.wo).zip(src.chunks(self.wq)) {
-                    line.copy_from_slice(&wide_line[..g.wo]);
+            for (c, (dst, src)) in out
+                .chunks_exact_mut(g.n())
+                .zip(wide.chunks(self.n))
+                .enumerate()
+            {
+                let (n, wo) = (g.n(), g.wo);
+                for (y, (line, wide_line)) in dst
+                    .chunks_exact_mut(wo)
+                    .zip(src.chunks(self.wq))
+                    .enumerate()
+                {
+                    finish.line(c, c * n + y * wo, &wide_line[..wo], line);
                 }
             }
             Ok(())
@@ -594,8 +604,107 @@ fn forward<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T]) -> Result<Vec<T>>
     Ok(out)
 }
 
+/// What a fused forward pass does to each output value after the convolution, while the value
+/// is still in cache: `relu(conv + bias[c] + residual)`, each part optional, summed in that
+/// order. Per image (`residual` is that image's `[cout, ho, wo]`).
+#[derive(Clone, Copy)]
+struct Finish<'a, T> {
+    bias: Option<&'a [T]>,
+    residual: Option<&'a [T]>,
+    relu: bool,
+}
+
+impl<'a, T: Float> Finish<'a, T> {
+    const NONE: Self = Self {
+        bias: None,
+        residual: None,
+        relu: false,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.residual.is_none() && !self.relu
+    }
+
+    /// This finish for image `i` of `g`'s batch (the batch's residual sliced to the image).
+    fn image(&self, g: &Geometry, i: usize) -> Self {
+        let len = g.out_image_len();
+        Self {
+            residual: self.residual.map(|r| &r[i * len..(i + 1) * len]),
+            ..*self
+        }
+    }
+
+    /// `dst = finish(src)` for output channel `c`, `src` and `dst` starting at offset `at` of
+    /// the image's output.
+    #[inline]
+    fn line(&self, c: usize, at: usize, src: &[T], dst: &mut [T]) {
+        if self.is_none() {
+            dst.copy_from_slice(src);
+            return;
+        }
+        let b = self.bias.map_or(T::zero(), |b| b[c]);
+        match self.residual {
+            Some(r) => {
+                for ((d, s), r) in dst.iter_mut().zip(src).zip(&r[at..at + src.len()]) {
+                    *d = self.clamp(*s + b + *r);
+                }
+            }
+            None => {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = self.clamp(*s + b);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn clamp(&self, v: T) -> T {
+        // As `add_relu`: not above zero gives zero.
+        if self.relu && v <= T::zero() {
+            T::zero()
+        } else {
+            v
+        }
+    }
+
+    /// The finish applied in place to one image's output `[cout, ho, wo]`.
+    fn in_place(&self, g: &Geometry, out: &mut [T]) {
+        if self.is_none() {
+            return;
+        }
+        let n = g.n();
+        for (c, plane) in out.chunks_exact_mut(n).enumerate() {
+            let b = self.bias.map_or(T::zero(), |b| b[c]);
+            match self.residual {
+                Some(r) => {
+                    for (d, r) in plane.iter_mut().zip(&r[c * n..(c + 1) * n]) {
+                        *d = self.clamp(*d + b + *r);
+                    }
+                }
+                None => {
+                    for d in plane.iter_mut() {
+                        *d = self.clamp(*d + b);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// [`forward`] into `out` (`[batch, cout, ho, wo]`, every element overwritten).
 fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T]) -> Result<()> {
+    forward_finished(g, isa, x, w, out, Finish::NONE)
+}
+
+/// [`forward_into`] with `finish` applied to every output value.
+fn forward_finished<T: Float>(
+    g: &Geometry,
+    isa: Isa,
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    finish: Finish<'_, T>,
+) -> Result<()> {
     if out.is_empty() {
         return Ok(());
     }
@@ -614,23 +723,27 @@ fn forward_into<T: Float>(g: &Geometry, isa: Isa, x: &[T], w: &[T], out: &mut [T
     if let (Some(windows), Some(packed)) = (&windows, &packed) {
         out.par_chunks_mut(g.out_image_len())
             .zip(x.par_chunks(g.image_len()))
-            .try_for_each(|(out, x)| windows.run(g, packed, x, out))?;
+            .enumerate()
+            .try_for_each(|(i, (out, x))| windows.run(g, packed, x, out, finish.image(g, i)))?;
         return Ok(());
     }
     if let (Some(groups), Some(packed)) = (&groups, &packed) {
-        return forward_grouped(g, isa, packed, x, out, groups);
+        return forward_grouped(g, isa, packed, x, out, groups, finish);
     }
     out.par_chunks_mut(g.out_image_len())
         .zip(x.par_chunks(g.image_len()))
-        .try_for_each(|(out, x)| {
+        .enumerate()
+        .try_for_each(|(i, (out, x))| {
             if g.pointwise() {
-                gemm(isa, out, weight, Mat::rows(x, g.k(), g.n()), false)
+                gemm(isa, out, weight, Mat::rows(x, g.k(), g.n()), false)?;
             } else {
                 T::with_scratch(g.k() * g.n(), |cols| {
                     im2col(g, x, cols);
                     gemm(isa, out, weight, Mat::rows(cols, g.k(), g.n()), false)
-                })
+                })?;
             }
+            finish.image(g, i).in_place(g, out);
+            Ok(())
         })
 }
 
@@ -674,6 +787,7 @@ fn forward_grouped<T: Float>(
     x: &[T],
     out: &mut [T],
     groups: &[(usize, usize)],
+    finish: Finish<'_, T>,
 ) -> Result<()> {
     let (n, k) = (g.n(), g.k());
     let mut parts = Vec::with_capacity(groups.len());
@@ -696,8 +810,13 @@ fn forward_grouped<T: Float>(
                 bail!("conv2d: no packed GEMM for {g:?}");
             }
             for (i, img_out) in out.chunks_exact_mut(g.out_image_len()).enumerate() {
-                for (dst, src) in img_out.chunks_exact_mut(n).zip(prod.chunks_exact(wide)) {
-                    dst.copy_from_slice(&src[i * n..(i + 1) * n]);
+                let finish = finish.image(g, a + i);
+                for (c, (dst, src)) in img_out
+                    .chunks_exact_mut(n)
+                    .zip(prod.chunks_exact(wide))
+                    .enumerate()
+                {
+                    finish.line(c, c * n, &src[i * n..(i + 1) * n], dst);
                 }
             }
             Ok(())
@@ -1019,6 +1138,18 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     x.contiguous()?.apply_op2(&weight.contiguous()?, op)
 }
 
+/// What [`ConvShape::forward_fused`] adds to the convolution: `relu(conv + bias[c] +
+/// residual)`, each part optional.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// One value per output channel.
+    pub bias: Option<&'a [f32]>,
+    /// Added value by value: the output's shape.
+    pub residual: Option<&'a [f32]>,
+    /// Clamp the sum at zero.
+    pub relu: bool,
+}
+
 /// The sizes of one convolution, for the slice-level API ([`crate::raw`]): checked once, then
 /// its three computations run on plain `f32` slices in candle's NCHW layout, into buffers the
 /// caller owns (a training step that keeps its buffers between batches allocates nothing).
@@ -1072,6 +1203,40 @@ impl ConvShape {
         self.check("weight", weight.len(), self.weight_dims())?;
         self.check("output", out.len(), self.output_dims())?;
         forward_into(&self.0, isa(), x, weight, out)
+    }
+
+    /// `out = relu(conv(x, weight) + bias[c] + residual)`, each part as given: the
+    /// convolution with its epilogue fused, applied while each output line is in cache
+    /// (inference with BatchNorm folded into the filters and bias). `bias` has one value per
+    /// output channel, `residual` the output's shape; the sum is in that order.
+    pub fn forward_fused(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        epilogue: Epilogue<'_>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.check("input", x.len(), self.input_dims())?;
+        self.check("weight", weight.len(), self.weight_dims())?;
+        self.check("output", out.len(), self.output_dims())?;
+        if let Some(b) = epilogue.bias
+            && b.len() != self.0.cout
+        {
+            bail!(
+                "conv2d bias: {} values for {} output channels",
+                b.len(),
+                self.0.cout
+            );
+        }
+        if let Some(r) = epilogue.residual {
+            self.check("residual", r.len(), self.output_dims())?;
+        }
+        let finish = Finish {
+            bias: epilogue.bias,
+            residual: epilogue.residual,
+            relu: epilogue.relu,
+        };
+        forward_finished(&self.0, isa(), x, weight, out, finish)
     }
 
     /// `dx`, the gradient of the input, from the output's gradient `dy`.

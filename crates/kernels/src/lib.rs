@@ -61,7 +61,7 @@ mod storage;
 /// candle's autograd. Each computes what the candle op of the same name computes, bit for bit.
 pub mod raw {
     pub use crate::batch_norm::{BatchNormSaved, batch_norm_train_into};
-    pub use crate::conv::ConvShape;
+    pub use crate::conv::{ConvShape, Epilogue};
     pub use crate::elementwise::{add_relu_into, relu_grad_into};
 }
 

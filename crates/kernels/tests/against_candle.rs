@@ -595,3 +595,75 @@ fn avx2_and_avx512_copies_give_the_bits_of_the_portable_code() {
         }
     }
 }
+
+/// The fused forward pass (`raw::ConvShape::forward_fused`) against the plain one followed by
+/// the epilogue written out, `relu(conv + bias + residual)` in that order: equal bit for bit on
+/// every shape and path (the epilogue is applied as the plain pass copies its output out, so
+/// it must not change a value), with each part alone and all together.
+#[test]
+fn fused_forward_is_the_forward_then_its_epilogue() {
+    use kernels::raw::{ConvShape as Shape, Epilogue};
+    let f32s = |t: &Tensor| {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    for isa in paths("fused forward") {
+        with_isa(isa, || {
+            for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
+                let shape = Shape::new([b, cin, h, w], [cout, cin, k, k], stride, pad).unwrap();
+                let x = f32s(&randn(&[b, cin, h, w], DType::F32, i as u64));
+                let wt = f32s(&randn(&[cout, cin, k, k], DType::F32, 40 + i as u64));
+                let mut plain = vec![0f32; shape.output_dims().iter().product()];
+                shape.forward(&x, &wt, &mut plain).unwrap();
+                let bias = f32s(&randn(&[cout], DType::F32, 80 + i as u64));
+                let res = f32s(&randn(&shape.output_dims(), DType::F32, 90 + i as u64));
+                let plane = plain.len() / (b * cout);
+                for (use_bias, use_res, relu) in [
+                    (true, false, false),
+                    (false, true, false),
+                    (false, false, true),
+                    (true, true, true),
+                ] {
+                    let want: Vec<f32> = plain
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &v)| {
+                            let mut s = v;
+                            if use_bias {
+                                s += bias[(j / plane) % cout];
+                            }
+                            if use_res {
+                                s += res[j];
+                            }
+                            if relu && s <= 0.0 { 0.0 } else { s }
+                        })
+                        .collect();
+                    let epilogue = Epilogue {
+                        bias: use_bias.then_some(&bias[..]),
+                        residual: use_res.then_some(&res[..]),
+                        relu,
+                    };
+                    let mut got = vec![f32::NAN; plain.len()];
+                    shape.forward_fused(&x, &wt, epilogue, &mut got).unwrap();
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} shape #{i} bias {use_bias} residual {use_res} relu {relu}"
+                    );
+                }
+                // A bias of the wrong length is an error, not a panic.
+                let short = Epilogue {
+                    bias: Some(&bias[..cout - 1]),
+                    ..Default::default()
+                };
+                let mut out = vec![0f32; plain.len()];
+                assert!(shape.forward_fused(&x, &wt, short, &mut out).is_err());
+            }
+        });
+    }
+}

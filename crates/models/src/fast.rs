@@ -20,7 +20,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use kernels::BatchNormConfig;
 use kernels::raw::{
-    BatchNormSaved, ConvShape, add_relu_into, batch_norm_train_into, relu_grad_into,
+    BatchNormSaved, ConvShape, Epilogue, add_relu_into, batch_norm_train_into, relu_grad_into,
 };
 use rayon::prelude::*;
 
@@ -436,4 +436,122 @@ fn insert_block_grads(
     );
     insert_bn_grads(grads, &b.bn1, dev, dg1, db1)?;
     insert_bn_grads(grads, &b.bn2, dev, dg2, db2)
+}
+
+/// A conv with its BatchNorm folded in (evaluation mode): `bn(conv(x, w))` =
+/// `conv(x, w * scale) + shift`, `scale = gamma / sqrt(running_var + eps)` and `shift = beta -
+/// running_mean * scale` per output channel, both worked out in f64 as the BatchNorm kernel
+/// works them out.
+struct Folded {
+    shape: ConvShape,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Folded {
+    fn new(conv: &Conv2d, bn: &BatchNorm, input: [usize; 4]) -> Result<Self> {
+        let shape = ConvShape::new(input, dims4(&conv.weight)?, conv.stride, conv.padding)?;
+        let mut weight = values(&conv.weight)?;
+        let f64s = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        };
+        let (gamma, beta) = (f64s(&bn.weight)?, f64s(&bn.bias)?);
+        let (mean, var) = (
+            f64s(bn.running_mean.as_tensor())?,
+            f64s(bn.running_var.as_tensor())?,
+        );
+        let eps = bn.config(false).eps;
+        let cout = shape.weight_dims()[0];
+        if [gamma.len(), beta.len(), mean.len(), var.len()] != [cout; 4] {
+            return Err(crate::Error::Config(format!(
+                "fused inference: BatchNorm of {} channels after a conv of {cout}",
+                gamma.len()
+            )));
+        }
+        let per = weight.len() / cout.max(1);
+        let mut bias = Vec::with_capacity(cout);
+        for (c, filter) in weight.chunks_exact_mut(per.max(1)).enumerate() {
+            let scale = gamma[c] / (var[c] + eps).sqrt();
+            for w in filter.iter_mut() {
+                *w = (f64::from(*w) * scale) as f32;
+            }
+            bias.push((beta[c] - mean[c] * scale) as f32);
+        }
+        Ok(Self {
+            shape,
+            weight,
+            bias,
+        })
+    }
+
+    fn run(&self, x: &[f32], residual: Option<&[f32]>, relu: bool, out: &mut [f32]) -> Result<()> {
+        let epilogue = Epilogue {
+            bias: Some(&self.bias),
+            residual,
+            relu,
+        };
+        Ok(self.shape.forward_fused(x, &self.weight, epilogue, out)?)
+    }
+}
+
+thread_local! {
+    /// Activation buffers of [`infer`], kept between calls on this thread (an evaluation runs
+    /// batch after batch of one shape).
+    static INFER_POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool::default());
+}
+
+/// Evaluation-mode logits of a CIFAR ResNet with every BatchNorm folded into the conv before
+/// it and the bias, the ReLU and the residual add applied as each conv writes its output: one
+/// pass over each activation instead of three, into buffers reused between calls. The values
+/// are `forward_t(x, false)`'s up to float rounding (the folded filters round differently);
+/// `None` where the fast training step would not apply either ([`FastStep::supports`]), and the
+/// caller takes the unfused path.
+pub(crate) fn infer(net: &ResNet, x: &Tensor) -> Result<Option<Tensor>> {
+    if !kernels::use_ours(x.device()) || x.dtype() != DType::F32 || x.rank() != 4 {
+        return Ok(None);
+    }
+    let xd = dims4(x)?;
+    if xd[0] == 0 || Plan::new(net, xd)?.is_none() {
+        return Ok(None);
+    }
+    let stem = Folded::new(&net.conv1, &net.bn1, xd)?;
+    let mut blocks = Vec::with_capacity(net.blocks.len());
+    let mut a = stem.shape.output_dims();
+    for b in &net.blocks {
+        let c1 = Folded::new(&b.conv1, &b.bn1, a)?;
+        let c2 = Folded::new(&b.conv2, &b.bn2, c1.shape.output_dims())?;
+        a = c2.shape.output_dims();
+        blocks.push((c1, c2));
+    }
+    let x0 = values(x)?;
+    let last = INFER_POOL.with(|pool| -> Result<Vec<f32>> {
+        let pool = &mut pool.borrow_mut();
+        let mut cur = pool.take(len(stem.shape.output_dims()));
+        stem.run(&x0, None, true, &mut cur)?;
+        for (b, (c1, c2)) in net.blocks.iter().zip(&blocks) {
+            let (ad, od) = (c1.shape.input_dims(), c2.shape.output_dims());
+            let mut mid = pool.take(len(c1.shape.output_dims()));
+            c1.run(&cur, None, true, &mut mid)?;
+            let mut out = pool.take(len(od));
+            match b.downsample_to {
+                None => c2.run(&mid, Some(&cur), true, &mut out)?,
+                Some(_) => {
+                    let mut sc = pool.take(len(od));
+                    shortcut_forward(&cur, ad, od, &mut sc);
+                    c2.run(&mid, Some(&sc), true, &mut out)?;
+                    pool.give(sc);
+                }
+            }
+            pool.give(mid);
+            pool.give(std::mem::replace(&mut cur, out));
+        }
+        Ok(cur)
+    })?;
+    let dims = blocks
+        .last()
+        .map_or(stem.shape.output_dims(), |(_, c2)| c2.shape.output_dims());
+    let map = Tensor::from_slice(&last, dims.to_vec(), x.device())?;
+    INFER_POOL.with(|pool| pool.borrow_mut().give(last));
+    let pooled = map.avg_pool2d(8)?.flatten_from(1)?;
+    Ok(Some(net.fc.forward(&pooled)?.detach()))
 }

@@ -76,6 +76,9 @@ impl ResNet {
     /// activation of the pass alive until the logits are dropped: at batch 256 gigabytes, touched
     /// afresh on every call (page faults were a quarter of a ResNet-110 inference profile).
     pub(crate) fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(logits) = crate::fast::infer(self, x).map_err(candle_core::Error::wrap)? {
+            return Ok(logits);
+        }
         let mut x = conv_bn_relu(&self.conv1, &self.bn1, &x.detach(), false)?.detach();
         for block in &self.blocks {
             x = block.forward_t(&x, false)?.detach();
