@@ -4,7 +4,8 @@ The networks are tests/fixtures/reference_models.py's (the definitions the logit
 made with), built from a prunebench model config (`--config`, the JSON of `config.json`, pruned
 or not) or by name (`--models resnet20,resnet56,resnet110,vgg16,densenet40`). Random 32x32
 inputs; a training step = forward in training mode, cross-entropy, backward, SGD (momentum 0.9,
-weight decay 1e-4); inference = forward in eval mode under torch.inference_mode. On the CPU,
+weight decay 1e-4); inference = forward in eval mode under torch.inference_mode, as it is and
+with the BatchNorms that follow a conv folded into it (ResNet, VGG). On the CPU,
 channels_last memory format (oneDNN's fast path). With --device cuda[:N], model and data on that
 GPU in PyTorch's default (contiguous NCHW) format, TF32 off so convolutions and matmuls compute
 in full f32 as candle's CUDA backend does, and torch.cuda.synchronize() around every timed
@@ -67,6 +68,35 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def fold_batch_norms(model):
+    """A copy of `model` (in eval mode) with every BatchNorm2d that directly follows a Conv2d
+    folded into it (torch.nn.utils.fusion.fuse_conv_bn_eval), as prunebench's inference folds
+    them: the ResNets' conv/bn attribute pairs and VGG's Sequential runs. None where nothing
+    folds (DenseNet's BatchNorms come before their convs)."""
+    import copy
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    model = copy.deepcopy(model).eval()
+    folded = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Sequential):
+            items = list(m._modules.items())
+            for (ka, a), (kb, b) in zip(items, items[1:]):
+                if isinstance(a, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d):
+                    m._modules[ka] = fuse_conv_bn_eval(a, b)
+                    m._modules[kb] = torch.nn.Identity()
+                    folded += 1
+        # In the ResNets bnN follows convN; in DenseNet's layers it comes before.
+        if type(m).__name__ not in ("ResNet", "BasicBlock"):
+            continue
+        for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+            a, b = getattr(m, conv, None), getattr(m, bn, None)
+            if isinstance(a, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d):
+                setattr(m, conv, fuse_conv_bn_eval(a, b))
+                setattr(m, bn, torch.nn.Identity())
+                folded += 1
+    return model if folded else None
+
+
 def measure(config, train_batch, infer_batch, iters, warmup, device, train_only):
     # The interpreter and torch's libraries, before the model exists.
     baseline = peak_rss_bytes()
@@ -125,15 +155,25 @@ def measure(config, train_batch, infer_batch, iters, warmup, device, train_only)
 
     model.eval()
     xi = torch.randn(infer_batch, c, 32, 32).to(device=device, memory_format=fmt)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(xi).sum().item()
-        sync()
-        t = time.perf_counter()
-        for _ in range(iters):
-            model(xi).sum().item()
-        sync()
-        out["inference_images_per_sec"] = iters * infer_batch / (time.perf_counter() - t)
+
+    def images_per_sec(m):
+        with torch.inference_mode():
+            for _ in range(warmup):
+                m(xi).sum().item()
+            sync()
+            t = time.perf_counter()
+            for _ in range(iters):
+                m(xi).sum().item()
+            sync()
+            return iters * infer_batch / (time.perf_counter() - t)
+
+    out["inference_images_per_sec"] = images_per_sec(model)
+    # The same network with its BatchNorms folded into the convs: what PyTorch gives a user who
+    # folds them, as prunebench's ResNet inference does.
+    folded = fold_batch_norms(model)
+    if folded is not None:
+        folded = folded.to(device=device, memory_format=fmt)
+        out["inference_folded_images_per_sec"] = images_per_sec(folded)
     return out
 
 

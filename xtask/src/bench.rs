@@ -120,6 +120,10 @@ struct Speed {
     train: f64,
     /// None when only training was measured.
     infer: Option<f64>,
+    /// PyTorch's inference with the BatchNorms that follow a conv folded into it (ResNet, VGG),
+    /// as our ResNet inference folds them; None for ours and where nothing folds.
+    #[serde(default)]
+    infer_folded: Option<f64>,
     /// Process CPU seconds per wall-clock second over the timed training steps (2.0 = two busy
     /// cores); None where /proc is unavailable or on a GPU.
     cores_busy: Option<f64>,
@@ -291,6 +295,7 @@ fn measure(
         Ok(Speed {
             train,
             infer,
+            infer_folded: None,
             cores_busy,
             phases,
             peak_rss_bytes: None,
@@ -431,6 +436,7 @@ fn measure_torch(
             } else {
                 None
             },
+            infer_folded: v["inference_folded_images_per_sec"].as_f64(),
             cores_busy: None,
             phases: Phases {
                 forward: phase("forward")?,
@@ -555,6 +561,8 @@ fn median_speed(rounds: &[Speed]) -> Option<Speed> {
     let mut out = *rounds.iter().find(|s| s.train == train)?;
     let infer: Vec<f64> = rounds.iter().filter_map(|s| s.infer).collect();
     out.infer = (!infer.is_empty()).then(|| median(infer));
+    let folded: Vec<f64> = rounds.iter().filter_map(|s| s.infer_folded).collect();
+    out.infer_folded = (!folded.is_empty()).then(|| median(folded));
     Some(out)
 }
 
@@ -704,6 +712,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
+    print_folded(&report);
     if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -734,6 +743,21 @@ fn torch_note(report: &Report, py: &Path) {
             r.device_name,
             py.display()
         );
+    }
+}
+
+/// Our inference against PyTorch's with its BatchNorms folded into the convs (ours folds them
+/// in the ResNets): the fairer comparison for a user who would fold them in PyTorch too.
+fn print_folded(report: &Report) {
+    for row in &report.models {
+        let p = row.torch.as_ref().and_then(|t| t.infer_folded);
+        if let (Some(o), Some(p)) = (row.ours.infer, p) {
+            println!(
+                "{} infer, PyTorch with BatchNorm folded: ours {o:.1} img/s, PyTorch {p:.1} img/s, {:.2}x",
+                row.model,
+                o / p
+            );
+        }
     }
 }
 

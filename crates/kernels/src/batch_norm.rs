@@ -403,6 +403,26 @@ fn backward_into<T: Float>(
     (b, c, hw): (usize, usize, usize),
     dx: &mut [T],
 ) -> Vec<(f64, f64)> {
+    backward_masked(isa, s, relu, train, x, dy, None, (b, c, hw), dx)
+}
+
+/// [`backward_into`] with `dy` first masked by a ReLU that followed this BatchNorm's output
+/// (after other ops: a residual add), where `after` is given: `(y, dz)`, `y` the ReLU's
+/// output, `dz` (overwritten) where the masked gradient `y > 0 ? dy : 0` is kept for the
+/// other ops' own backward passes. The same values as a ReLU backward pass into `dz` and then
+/// this backward pass on `dz`, in one pass less.
+#[allow(clippy::too_many_arguments)]
+fn backward_masked<T: Float>(
+    isa: Isa,
+    s: &Saved,
+    relu: bool,
+    train: bool,
+    x: &[T],
+    dy: &[T],
+    after: Option<(&[T], &mut [T])>,
+    (b, c, hw): (usize, usize, usize),
+    dx: &mut [T],
+) -> Vec<(f64, f64)> {
     let (st, sh): (Vec<T>, Vec<T>) = s
         .scale
         .iter()
@@ -412,10 +432,15 @@ fn backward_into<T: Float>(
     let n = s.count as f64;
     // Each channel's planes (one per image), mutable, grouped so one task owns a channel:
     // its sums and its dx are computed together, in a fixed order, while the data is in cache.
-    let mut groups: Vec<Vec<(usize, &mut [T])>> = (0..c).map(|_| Vec::with_capacity(b)).collect();
+    let mut groups: Vec<Vec<Plane<'_, T>>> = (0..c).map(|_| Vec::with_capacity(b)).collect();
+    let (mask, mut kept) = match after {
+        Some((y, dz)) => (Some(y), Some(dz.chunks_exact_mut(hw.max(1)))),
+        None => (None, None),
+    };
     if hw > 0 {
         for (p, plane) in dx.chunks_exact_mut(hw).enumerate() {
-            groups[p % c].push((p * hw, plane));
+            let dz = kept.as_mut().and_then(Iterator::next);
+            groups[p % c].push((p * hw, plane, dz));
         }
     }
     let per_channel: Vec<(f64, f64)> = groups
@@ -440,6 +465,7 @@ fn backward_into<T: Float>(
                     planes: &mut planes,
                     x,
                     dy,
+                    mask,
                 },
             )
         })
@@ -461,13 +487,18 @@ struct ChannelBackward<T> {
     gamma: f64,
 }
 
-/// One channel's backward pass: writes dx into its `planes` (offset into `x`, plane of dx) and
-/// returns `(dgamma, dbeta)`.
+/// One plane of a channel: its offset into `x`, its plane of dx, and with an outer ReLU mask
+/// its plane of `dz`.
+type Plane<'p, T> = (usize, &'p mut [T], Option<&'p mut [T]>);
+
+/// One channel's backward pass: writes dx into its `planes` and returns `(dgamma, dbeta)`.
 struct BackwardTask<'a, 'p, T> {
     k: &'a ChannelBackward<T>,
-    planes: &'a mut [(usize, &'p mut [T])],
+    planes: &'a mut [Plane<'p, T>],
     x: &'a [T],
     dy: &'a [T],
+    /// The outer ReLU's output, masking `dy` ([`backward_masked`]).
+    mask: Option<&'a [T]>,
 }
 
 impl<T: Float> Wide for BackwardTask<'_, '_, T> {
@@ -480,20 +511,36 @@ impl<T: Float> Wide for BackwardTask<'_, '_, T> {
             planes,
             x,
             dy,
+            mask,
         } = self;
-        this.backward(planes, x, dy)
+        this.backward(planes, x, dy, mask)
     }
 }
 
 impl<T: Float> ChannelBackward<T> {
     #[inline(always)]
-    fn backward(&self, planes: &mut [(usize, &mut [T])], x: &[T], dy: &[T]) -> (f64, f64) {
+    fn backward(
+        &self,
+        planes: &mut [Plane<'_, T>],
+        x: &[T],
+        dy: &[T],
+        mask: Option<&[T]>,
+    ) -> (f64, f64) {
         let hw = self.hw;
-        // Pass 1: g = dy masked by the fused ReLU, kept in dx; sums of g and g * x.
+        // Pass 1: g = dy masked by the fused ReLU (or the outer one), kept in dx (and in dz);
+        // sums of g and g * x.
         let (mut sg, mut sgx) = (0.0, 0.0);
-        for (off, g) in planes.iter_mut() {
+        for (off, g, dz) in planes.iter_mut() {
             let (xs, dys) = (&x[*off..*off + hw], &dy[*off..*off + hw]);
-            if self.relu {
+            if let Some(y) = mask {
+                // As the ReLU's backward pass (`relu_grad`): dy where y > 0.
+                for ((g, &yv), &d) in g.iter_mut().zip(&y[*off..*off + hw]).zip(dys) {
+                    *g = if yv > T::zero() { d } else { T::zero() };
+                }
+                if let Some(dz) = dz {
+                    dz.copy_from_slice(g);
+                }
+            } else if self.relu {
                 let (sc, sf) = (self.scale, self.shift);
                 for ((g, &xv), &d) in g.iter_mut().zip(xs).zip(dys) {
                     // A select, not a branch, so the loop vectorises.
@@ -520,7 +567,7 @@ impl<T: Float> ChannelBackward<T> {
             (0.0, 0.0)
         };
         let (k, a, d) = (T::from_f64(k), T::from_f64(a), T::from_f64(d));
-        for (off, g) in planes.iter_mut() {
+        for (off, g, _) in planes.iter_mut() {
             for (g, &xv) in g.iter_mut().zip(&x[*off..*off + hw]) {
                 *g = k * *g + a * xv + d;
             }
@@ -676,6 +723,52 @@ impl BatchNormSaved {
             );
         }
         let per_channel = backward_into(isa(), &self.saved, self.relu, true, x, dy, self.dims, dx);
+        Ok(per_channel
+            .iter()
+            .map(|&(g, b)| (g as f32, b as f32))
+            .unzip())
+    }
+
+    /// [`BatchNormSaved::backward`] after a ReLU further on: `dy` is the gradient of that
+    /// ReLU's output `y` (a residual block's `relu(bn(x) + shortcut)`), first masked to `dz =
+    /// y > 0 ? dy : 0` (overwritten; the shortcut's gradient), then taken back through this
+    /// BatchNorm into `dx`. The values of [`crate::raw::relu_grad_into`] followed by
+    /// `backward`, in one pass over the data less.
+    pub fn backward_after_relu(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        y: &[f32],
+        dz: &mut [f32],
+        dx: &mut [f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        if self.relu {
+            bail!("batch_norm backward after a ReLU: this BatchNorm has its own fused ReLU");
+        }
+        let (b, c, hw) = self.dims;
+        let n = b * c * hw;
+        if [x.len(), dy.len(), y.len(), dz.len(), dx.len()] != [n; 5] {
+            bail!(
+                "batch_norm backward: {}, {}, {}, {} and {} values for {:?}",
+                x.len(),
+                dy.len(),
+                y.len(),
+                dz.len(),
+                dx.len(),
+                self.dims
+            );
+        }
+        let per_channel = backward_masked(
+            isa(),
+            &self.saved,
+            self.relu,
+            true,
+            x,
+            dy,
+            Some((y, dz)),
+            self.dims,
+            dx,
+        );
         Ok(per_channel
             .iter()
             .map(|&(g, b)| (g as f32, b as f32))

@@ -642,16 +642,27 @@ impl<'a, T: Float> Finish<'a, T> {
             dst.copy_from_slice(src);
             return;
         }
-        let b = self.bias.map_or(T::zero(), |b| b[c]);
-        match self.residual {
-            Some(r) => {
+        // Absent parts are not added at all (`+ 0.0` would turn a -0.0 into +0.0).
+        let b = self.bias.map(|b| b[c]);
+        match (b, self.residual) {
+            (Some(b), Some(r)) => {
                 for ((d, s), r) in dst.iter_mut().zip(src).zip(&r[at..at + src.len()]) {
                     *d = self.clamp(*s + b + *r);
                 }
             }
-            None => {
+            (None, Some(r)) => {
+                for ((d, s), r) in dst.iter_mut().zip(src).zip(&r[at..at + src.len()]) {
+                    *d = self.clamp(*s + *r);
+                }
+            }
+            (Some(b), None) => {
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = self.clamp(*s + b);
+                }
+            }
+            (None, None) => {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = self.clamp(*s);
                 }
             }
         }
@@ -674,18 +685,17 @@ impl<'a, T: Float> Finish<'a, T> {
         }
         let n = g.n();
         for (c, plane) in out.chunks_exact_mut(n).enumerate() {
-            let b = self.bias.map_or(T::zero(), |b| b[c]);
-            match self.residual {
-                Some(r) => {
-                    for (d, r) in plane.iter_mut().zip(&r[c * n..(c + 1) * n]) {
-                        *d = self.clamp(*d + b + *r);
-                    }
+            let b = self.bias.map(|b| b[c]);
+            let r = self.residual.map(|r| &r[c * n..(c + 1) * n]);
+            for (j, d) in plane.iter_mut().enumerate() {
+                let mut v = *d;
+                if let Some(b) = b {
+                    v += b;
                 }
-                None => {
-                    for d in plane.iter_mut() {
-                        *d = self.clamp(*d + b);
-                    }
+                if let Some(r) = r {
+                    v += r[j];
                 }
+                *d = self.clamp(v);
             }
         }
     }
@@ -871,12 +881,50 @@ fn input_grad_into<T: Float>(
     w: &[T],
     dx: &mut [T],
 ) -> Result<()> {
+    input_grad_plus(g, isa, dy, w, None, dx)
+}
+
+/// [`input_grad_into`] plus `add` (`dx`'s shape), value by value, where given: a gradient
+/// that also flows into the input another way (a residual block's shortcut).
+fn input_grad_plus<T: Float>(
+    g: &Geometry,
+    isa: Isa,
+    dy: &[T],
+    w: &[T],
+    add: Option<&[T]>,
+    dx: &mut [T],
+) -> Result<()> {
     if let Some(t) = flipped_geometry(g) {
-        return forward_into(&t, isa, dy, &flip_transpose(g, w), dx);
+        let finish = Finish {
+            residual: add,
+            ..Finish::NONE
+        };
+        return forward_finished(&t, isa, dy, &flip_transpose(g, w), dx, finish);
     }
     if dx.is_empty() {
         return Ok(());
     }
+    input_grad_unfused(g, isa, dy, w, dx)?;
+    if let Some(add) = add {
+        dx.par_chunks_mut(1 << 14)
+            .zip(add.par_chunks(1 << 14))
+            .for_each(|(d, a)| {
+                for (d, a) in d.iter_mut().zip(a) {
+                    *d += *a;
+                }
+            });
+    }
+    Ok(())
+}
+
+/// [`input_grad_into`] as a GEMM and col2im (no flipped convolution for this shape).
+fn input_grad_unfused<T: Float>(
+    g: &Geometry,
+    isa: Isa,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+) -> Result<()> {
     let weight_t = Mat::rows(w, g.cout, g.k()).t();
     dx.par_chunks_mut(g.image_len())
         .zip(dy.par_chunks(g.out_image_len()))
@@ -1245,6 +1293,24 @@ impl ConvShape {
         self.check("weight", weight.len(), self.weight_dims())?;
         self.check("input gradient", dx.len(), self.input_dims())?;
         input_grad_into(&self.0, isa(), dy, weight, dx)
+    }
+
+    /// [`ConvShape::input_grad`] plus `add` (the input's shape), value by value: the input
+    /// gradient of a residual block's first conv with the shortcut's gradient added as the
+    /// kernel writes it out (one pass less over the gradient). The same values as
+    /// `input_grad` followed by `dx += add`.
+    pub fn input_grad_plus(
+        &self,
+        dy: &[f32],
+        weight: &[f32],
+        add: &[f32],
+        dx: &mut [f32],
+    ) -> Result<()> {
+        self.check("output gradient", dy.len(), self.output_dims())?;
+        self.check("weight", weight.len(), self.weight_dims())?;
+        self.check("input gradient", dx.len(), self.input_dims())?;
+        self.check("added gradient", add.len(), self.input_dims())?;
+        input_grad_plus(&self.0, isa(), dy, weight, Some(add), dx)
     }
 
     /// The weight's gradient `[cout, cin, kh, kw]` from the input and the output's gradient,

@@ -667,3 +667,74 @@ fn fused_forward_is_the_forward_then_its_epilogue() {
         });
     }
 }
+
+/// The two fused steps of a residual block's backward pass against the unfused ones they
+/// replace, bit for bit on every path: the closing ReLU's backward pass folded into the
+/// BatchNorm's (`backward_after_relu` against `relu_grad_into` then `backward`), and the
+/// shortcut's gradient added as the first conv's input gradient is written (`input_grad_plus`
+/// against `input_grad` then `+=`), at stride 1 (fused) and stride 2 (added after).
+#[test]
+fn fused_backward_steps_are_the_unfused_ones() {
+    use kernels::raw::{ConvShape as Shape, batch_norm_train_into, relu_grad_into};
+    let f32s = |shape: &[usize], seed: u64| {
+        randn(shape, DType::F32, seed)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for isa in paths("fused backward steps") {
+        with_isa(isa, || {
+            for (i, &(shape, _)) in BN_SHAPES.iter().enumerate() {
+                let (b, c) = (shape[0], shape[1]);
+                let hw: usize = shape[2..].iter().product();
+                let x = f32s(shape, 500 + i as u64);
+                let (gamma, beta) = (f32s(&[c], 510 + i as u64), f32s(&[c], 520 + i as u64));
+                let mut bn_out = vec![0f32; x.len()];
+                let saved = batch_norm_train_into(
+                    &x,
+                    (b, c, hw),
+                    &gamma,
+                    &beta,
+                    BatchNormConfig::default(),
+                    &mut bn_out,
+                )
+                .unwrap();
+                // y = relu(bn(x) + residual), about half of it zero.
+                let residual = f32s(shape, 530 + i as u64);
+                let y: Vec<f32> = bn_out
+                    .iter()
+                    .zip(&residual)
+                    .map(|(a, r)| (a + r).max(0.0))
+                    .collect();
+                let dy = f32s(shape, 540 + i as u64);
+                let (mut dz, mut dx) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+                relu_grad_into(&y, &dy, &mut dz).unwrap();
+                let want = saved.backward(&x, &dz, &mut dx).unwrap();
+                let (mut dz2, mut dx2) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+                let got = saved
+                    .backward_after_relu(&x, &dy, &y, &mut dz2, &mut dx2)
+                    .unwrap();
+                assert_eq!(bits(&dz2), bits(&dz), "{isa:?} bn #{i}: dz");
+                assert_eq!(bits(&dx2), bits(&dx), "{isa:?} bn #{i}: dx");
+                assert_eq!(got, want, "{isa:?} bn #{i}: dgamma, dbeta");
+            }
+            for (i, &(b, cin, h, w, cout, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
+                let shape = Shape::new([b, cin, h, w], [cout, cin, k, k], stride, pad).unwrap();
+                let n_out: usize = shape.output_dims().iter().product();
+                let dy = f32s(&shape.output_dims(), 600 + i as u64);
+                let wt = f32s(&[cout, cin, k, k], 610 + i as u64);
+                let add = f32s(&[b, cin, h, w], 620 + i as u64);
+                let mut want = vec![0f32; add.len()];
+                shape.input_grad(&dy, &wt, &mut want).unwrap();
+                for (d, a) in want.iter_mut().zip(&add) {
+                    *d += *a;
+                }
+                let mut got = vec![f32::NAN; add.len()];
+                shape.input_grad_plus(&dy, &wt, &add, &mut got).unwrap();
+                assert_eq!(bits(&got), bits(&want), "{isa:?} conv #{i} ({n_out} outputs)");
+            }
+        });
+    }
+}

@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use kernels::BatchNormConfig;
-use kernels::raw::{
-    BatchNormSaved, ConvShape, Epilogue, add_relu_into, batch_norm_train_into, relu_grad_into,
-};
+use kernels::raw::{BatchNormSaved, ConvShape, Epilogue, add_relu_into, batch_norm_train_into};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -213,16 +211,6 @@ fn shortcut_backward(dz: &[f32], od: [usize; 4], ad: [usize; 4], da: &mut [f32])
         });
 }
 
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(1 << 14)
-        .zip(src.par_chunks(1 << 14))
-        .for_each(|(d, s)| {
-            for (d, s) in d.iter_mut().zip(s) {
-                *d += *s;
-            }
-        });
-}
-
 impl FastStep {
     /// A step runner with no buffers yet.
     pub fn new() -> Self {
@@ -352,11 +340,14 @@ impl FastStep {
                 p1.shape.output_dims(),
                 p2.shape.output_dims(),
             );
+            // The block's closing ReLU and bn2 backward in one pass; dz, the gradient of the
+            // sum, is also the shortcut's.
             let mut dz = pool.take(len(od));
-            relu_grad_into(&s.out, &g, &mut dz)?;
-            pool.give(g);
             let mut dc2 = pool.take(len(od));
-            let (dg2, db2) = s.bn2.backward(&s.c2, &dz, &mut dc2)?;
+            let (dg2, db2) = s
+                .bn2
+                .backward_after_relu(&s.c2, &g, &s.out, &mut dz, &mut dc2)?;
+            pool.give(g);
             let mut dr1 = pool.take(len(d1));
             p2.shape.input_grad(&dc2, &p2.weight, &mut dr1)?;
             let dw2 = p2.shape.weight_grad(&s.r1, &dc2)?;
@@ -365,14 +356,18 @@ impl FastStep {
             let (dg1, db1) = s.bn1.backward(&s.c1, &dr1, &mut dc1)?;
             pool.give(dr1);
             let mut da = pool.take(len(ad));
-            p1.shape.input_grad(&dc1, &p1.weight, &mut da)?;
+            match b.downsample_to {
+                // The identity shortcut's gradient added as the input gradient is written.
+                None => p1.shape.input_grad_plus(&dc1, &p1.weight, &dz, &mut da)?,
+                Some(_) => {
+                    p1.shape.input_grad(&dc1, &p1.weight, &mut da)?;
+                    if !b.detach_shortcut {
+                        shortcut_backward(&dz, od, ad, &mut da);
+                    }
+                }
+            }
             let dw1 = p1.shape.weight_grad(input, &dc1)?;
             pool.give(dc1);
-            match b.downsample_to {
-                None => add_into(&mut da, &dz),
-                Some(_) if b.detach_shortcut => {}
-                Some(_) => shortcut_backward(&dz, od, ad, &mut da),
-            }
             pool.give(dz);
             insert_block_grads(&mut grads, b, dev, [dw1, dw2], [(dg1, db1), (dg2, db2)])?;
             g = da;
