@@ -107,6 +107,8 @@ struct ScaleShift<'a, T> {
     a: T,
     b: T,
     relu: bool,
+    /// `relu(x * a + b + residual)` instead (a residual block's end, as `add_relu`).
+    residual: Option<&'a [T]>,
 }
 
 impl<T: Float> Wide for ScaleShift<'_, T> {
@@ -115,7 +117,12 @@ impl<T: Float> Wide for ScaleShift<'_, T> {
     #[inline(always)]
     fn run(self) {
         let (a, b) = (self.a, self.b);
-        if self.relu {
+        if let Some(r) = self.residual {
+            for ((y, &x), &r) in self.y.iter_mut().zip(self.x).zip(r) {
+                let s = (x * a + b) + r;
+                *y = if s <= T::zero() { T::zero() } else { s };
+            }
+        } else if self.relu {
             for (y, &x) in self.y.iter_mut().zip(self.x) {
                 let v = x * a + b;
                 *y = if v <= T::zero() { T::zero() } else { v };
@@ -244,10 +251,28 @@ fn forward_into<T: Float>(
     beta: &[f64],
     y: &mut [T],
 ) -> Result<Saved> {
-    if y.len() != x.len() {
+    forward_then_add(isa, stats, relu, x, (b, c, hw), gamma, beta, None, y)
+}
+
+/// [`forward_into`], then with `residual` (`x`'s shape) `y = relu(y + residual)` in the same
+/// pass (`relu` is then unused).
+#[allow(clippy::too_many_arguments)]
+fn forward_then_add<T: Float>(
+    isa: Isa,
+    stats: &Stats,
+    relu: bool,
+    x: &[T],
+    (b, c, hw): (usize, usize, usize),
+    gamma: Vec<f64>,
+    beta: &[f64],
+    residual: Option<&[T]>,
+    y: &mut [T],
+) -> Result<Saved> {
+    if y.len() != x.len() || residual.is_some_and(|r| r.len() != x.len()) {
         bail!(
-            "batch_norm: output of {} values for an input of {}",
+            "batch_norm: output of {} values (residual {:?}) for an input of {}",
             y.len(),
+            residual.map(<[T]>::len),
             x.len()
         );
     }
@@ -290,7 +315,18 @@ fn forward_into<T: Float>(
             .enumerate()
             .for_each(|(p, (y, x))| {
                 let (a, b) = (st[p % c], sh[p % c]);
-                wide(isa, ScaleShift { y, x, a, b, relu });
+                let residual = residual.map(|r| &r[p * hw..(p + 1) * hw]);
+                wide(
+                    isa,
+                    ScaleShift {
+                        y,
+                        x,
+                        a,
+                        b,
+                        relu,
+                        residual,
+                    },
+                );
             });
     }
     Ok(Saved {
@@ -704,6 +740,51 @@ pub fn batch_norm_train_into(
         saved,
         dims,
         relu: config.relu,
+    })
+}
+
+/// [`batch_norm_train_into`] without its own ReLU, then `y = relu(y + residual)` in the same
+/// pass: the end of a residual block, `relu(bn(x) + shortcut)`, whose BatchNorm output is never
+/// needed alone. The values of `batch_norm_train_into` followed by
+/// [`crate::raw::add_relu_into`], bit for bit; `config.relu` must be false (the ReLU comes
+/// after the add). Its backward pass is [`BatchNormSaved::backward_after_relu`].
+pub fn batch_norm_train_add_relu_into(
+    x: &[f32],
+    dims: (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    config: BatchNormConfig,
+    residual: &[f32],
+    y: &mut [f32],
+) -> Result<BatchNormSaved> {
+    let (b, c, hw) = dims;
+    if config.relu {
+        bail!("batch_norm then add and ReLU: the BatchNorm's own ReLU is set");
+    }
+    if x.len() != b * c * hw || gamma.len() != c || beta.len() != c {
+        bail!(
+            "batch_norm: {} values, {} weights and {} biases for {dims:?}",
+            x.len(),
+            gamma.len(),
+            beta.len()
+        );
+    }
+    let stats = Stats::Batch { eps: config.eps };
+    let saved = forward_then_add(
+        isa(),
+        &stats,
+        false,
+        x,
+        dims,
+        to_f64(gamma),
+        &to_f64(beta),
+        Some(residual),
+        y,
+    )?;
+    Ok(BatchNormSaved {
+        saved,
+        dims,
+        relu: false,
     })
 }
 

@@ -60,7 +60,9 @@ mod storage;
 /// a training step that runs its own backward pass (`models`' fast ResNet step) instead of
 /// candle's autograd. Each computes what the candle op of the same name computes, bit for bit.
 pub mod raw {
-    pub use crate::batch_norm::{BatchNormSaved, batch_norm_train_into};
+    pub use crate::batch_norm::{
+        BatchNormSaved, batch_norm_train_add_relu_into, batch_norm_train_into,
+    };
     pub use crate::conv::{ConvShape, Epilogue};
     pub use crate::elementwise::{add_relu_into, relu_grad_into};
 }

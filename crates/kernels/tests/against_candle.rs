@@ -668,14 +668,19 @@ fn fused_forward_is_the_forward_then_its_epilogue() {
     }
 }
 
-/// The two fused steps of a residual block's backward pass against the unfused ones they
-/// replace, bit for bit on every path: the closing ReLU's backward pass folded into the
+/// The fused steps of a residual block's training step against the unfused ones they
+/// replace, bit for bit on every path: BatchNorm, add and ReLU as one forward pass
+/// (`batch_norm_train_add_relu_into` against `batch_norm_train_into` then `add_relu_into`),
+/// the closing ReLU's backward pass folded into the
 /// BatchNorm's (`backward_after_relu` against `relu_grad_into` then `backward`), and the
 /// shortcut's gradient added as the first conv's input gradient is written (`input_grad_plus`
 /// against `input_grad` then `+=`), at stride 1 (fused) and stride 2 (added after).
 #[test]
 fn fused_backward_steps_are_the_unfused_ones() {
-    use kernels::raw::{ConvShape as Shape, batch_norm_train_into, relu_grad_into};
+    use kernels::raw::{
+        ConvShape as Shape, add_relu_into, batch_norm_train_add_relu_into, batch_norm_train_into,
+        relu_grad_into,
+    };
     let f32s = |shape: &[usize], seed: u64| {
         randn(shape, DType::F32, seed)
             .flatten_all()
@@ -701,19 +706,30 @@ fn fused_backward_steps_are_the_unfused_ones() {
                     &mut bn_out,
                 )
                 .unwrap();
-                // y = relu(bn(x) + residual), about half of it zero.
+                // y = relu(bn(x) + residual), about half of it zero: the fused forward pass
+                // against the BatchNorm then `add_relu_into`.
                 let residual = f32s(shape, 530 + i as u64);
-                let y: Vec<f32> = bn_out
-                    .iter()
-                    .zip(&residual)
-                    .map(|(a, r)| (a + r).max(0.0))
-                    .collect();
+                let mut y = vec![0f32; x.len()];
+                add_relu_into(&bn_out, &residual, &mut y).unwrap();
+                let mut fused = vec![f32::NAN; x.len()];
+                let fused_saved = batch_norm_train_add_relu_into(
+                    &x,
+                    (b, c, hw),
+                    &gamma,
+                    &beta,
+                    BatchNormConfig::default(),
+                    &residual,
+                    &mut fused,
+                )
+                .unwrap();
+                assert_eq!(bits(&fused), bits(&y), "{isa:?} bn #{i}: fused forward");
                 let dy = f32s(shape, 540 + i as u64);
                 let (mut dz, mut dx) = (vec![0f32; x.len()], vec![0f32; x.len()]);
                 relu_grad_into(&y, &dy, &mut dz).unwrap();
                 let want = saved.backward(&x, &dz, &mut dx).unwrap();
                 let (mut dz2, mut dx2) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
-                let got = saved
+                // From the fused forward's saved statistics, as the fast step runs it.
+                let got = fused_saved
                     .backward_after_relu(&x, &dy, &y, &mut dz2, &mut dx2)
                     .unwrap();
                 assert_eq!(bits(&dz2), bits(&dz), "{isa:?} bn #{i}: dz");
@@ -733,7 +749,11 @@ fn fused_backward_steps_are_the_unfused_ones() {
                 }
                 let mut got = vec![f32::NAN; add.len()];
                 shape.input_grad_plus(&dy, &wt, &add, &mut got).unwrap();
-                assert_eq!(bits(&got), bits(&want), "{isa:?} conv #{i} ({n_out} outputs)");
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{isa:?} conv #{i} ({n_out} outputs)"
+                );
             }
         });
     }

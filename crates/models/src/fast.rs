@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use kernels::BatchNormConfig;
-use kernels::raw::{BatchNormSaved, ConvShape, Epilogue, add_relu_into, batch_norm_train_into};
+use kernels::raw::{
+    BatchNormSaved, ConvShape, Epilogue, batch_norm_train_add_relu_into, batch_norm_train_into,
+};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -164,6 +166,23 @@ fn bn_forward(
     Ok((saved, y))
 }
 
+/// `out = relu(bn(x) + residual)`, BatchNorm in training mode (its running statistics
+/// updated).
+fn bn_add_relu(
+    bn: &BatchNorm,
+    x: &[f32],
+    d: [usize; 4],
+    residual: &[f32],
+    out: &mut [f32],
+) -> Result<BatchNormSaved> {
+    let (gamma, beta) = (values(&bn.weight)?, values(&bn.bias)?);
+    let config: BatchNormConfig = bn.config(false);
+    let dims = (d[0], d[1], d[2] * d[3]);
+    let saved = batch_norm_train_add_relu_into(x, dims, &gamma, &beta, config, residual, out)?;
+    saved.update_running(config.momentum, &bn.running_mean, &bn.running_var)?;
+    Ok(saved)
+}
+
 /// Option A shortcut: 2x2 average pool of `a` (`[n, cin, h, w]`), zero channels up to `out`'s.
 fn shortcut_forward(a: &[f32], ad: [usize; 4], od: [usize; 4], out: &mut [f32]) {
     let (cin, h, w) = (ad[1], ad[2], ad[3]);
@@ -282,18 +301,19 @@ impl FastStep {
             let od = p2.shape.output_dims();
             let mut c2 = pool.take(len(od));
             p2.shape.forward(&r1, &p2.weight, &mut c2)?;
-            let (bn2, y2) = bn_forward(pool, &b.bn2, &c2, od, false)?;
+            // bn2, the shortcut's add and the closing ReLU in one pass (bn2's own output is
+            // never needed).
             let mut out = pool.take(len(od));
-            match b.downsample_to {
-                None => add_relu_into(&y2, input, &mut out)?,
+            let bn2 = match b.downsample_to {
+                None => bn_add_relu(&b.bn2, &c2, od, input, &mut out)?,
                 Some(_) => {
                     let mut sc = pool.take(len(od));
                     shortcut_forward(input, ad, od, &mut sc);
-                    add_relu_into(&y2, &sc, &mut out)?;
+                    let saved = bn_add_relu(&b.bn2, &c2, od, &sc, &mut out)?;
                     pool.give(sc);
+                    saved
                 }
-            }
-            pool.give(y2);
+            };
             saved.push(BlockSaved {
                 c1,
                 bn1,
