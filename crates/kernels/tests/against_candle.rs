@@ -35,9 +35,10 @@ const CONV_SHAPES: &[ConvShape] = &[
     (2, 3, 12, 13, 9, 3, 1, 0),
     (2, 4, 11, 10, 13, 5, 1, 2),
     // On AVX-512, 8x8 maps with 16 input channels (k = 144): the forward and the flipped input
-    // gradient go through image groups (`forward_grouped`, 9 images as 5 + 4), the weight
-    // gradient through im2row; with stride 2 (k = 108 on 5x5 outputs), one group of 9 and
-    // padding at the border; a 1x1 conv with 100 input channels, im2row unpadded.
+    // gradient go through stacks of images (`Stacks`, 9 images as 4 + 4 + 1 and three zero
+    // images), the weight gradient through im2row; with stride 2 (k = 108 on 5x5 outputs),
+    // image groups (`forward_grouped`, one group of 9) and padding at the border; a 1x1 conv
+    // with 100 input channels, im2row unpadded.
     (9, 16, 8, 8, 12, 3, 1, 1),
     (9, 12, 9, 9, 10, 3, 2, 1),
     (5, 100, 6, 6, 8, 1, 1, 0),
@@ -372,7 +373,7 @@ fn batch_norm_gradients_match_finite_differences() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     // 10x10 images: wide enough for the windowed GEMM on AVX-512, so every path is checked;
-    // 8x8 with 16 channels: image groups and the im2row weight gradient.
+    // 8x8 with 16 channels: stacks of images and the im2row weight gradient.
     for isa in paths("thread count") {
         same_bits_on_1_and_3_threads(isa, 12, 10, 20);
         same_bits_on_1_and_3_threads(isa, 16, 8, 20);
