@@ -808,33 +808,34 @@ const STACK_COLUMNS: usize = 256;
 
 /// A stride-1 "same" conv on maps too small for a windowed product of their own (the 8x8 maps
 /// of the CIFAR ResNets' last stage: 71 columns at the plane width) run as one windowed product
-/// per stack of `per` images: the images one above the other, `pad` zero lines between
-/// neighbours (one image's bottom padding is the next one's top padding), so a tall image's
-/// windows cover them all and no im2col copy is made. The output lines that straddle two
-/// images are junk and dropped, as the extra columns of the plane width are.
+/// per stack of `per` images: the images side by side, `pad` zero columns between neighbours
+/// (one image's right padding is the next one's left padding), so the windows of one wide
+/// image cover them all and no im2col copy is made. The output columns between images are junk
+/// and dropped, as the extra columns of the plane width are: 1 in 9 on 8x8 maps (side by side
+/// rather than one above the other, which would add a junk line per image too).
 struct Stacks {
     per: usize,
-    /// The stack as one image: `[1, cin, per * (h + pad) - pad, w]`.
-    tall: Geometry,
+    /// The stack as one image: `[1, cin, h, per * (w + pad) - pad]`.
+    wide: Geometry,
     windows: Windows,
 }
 
 impl Stacks {
     fn new<T: Float>(g: &Geometry, isa: Isa) -> Option<Self> {
         let same = g.stride == 1 && g.kh == g.kw && g.pad > 0 && 2 * g.pad + 1 == g.kh;
-        if !same || g.batch < 2 || g.ho != g.h {
+        if !same || g.batch < 2 || g.ho != g.h || g.wo != g.w {
             return None;
         }
         let per = STACK_COLUMNS.div_ceil(g.n()).clamp(2, g.batch);
-        let tall = Geometry::new(
-            &[1, g.cin, per * (g.h + g.pad) - g.pad, g.w],
+        let wide = Geometry::new(
+            &[1, g.cin, g.h, per * (g.w + g.pad) - g.pad],
             &[g.cout, g.cin, g.kh, g.kw],
             1,
             g.pad,
         )
         .ok()?;
-        let windows = Windows::for_forward::<T>(&tall, isa)?;
-        Some(Self { per, tall, windows })
+        let windows = Windows::for_forward::<T>(&wide, isa)?;
+        Some(Self { per, wide, windows })
     }
 
     /// [`forward_finished`] stack by stack; a last stack short of images is filled with zero
@@ -847,46 +848,48 @@ impl Stacks {
         out: &mut [T],
         finish: Finish<'_, T>,
     ) -> Result<()> {
-        let (per, tall, win) = (self.per, &self.tall, &self.windows);
+        let (per, wide_g, win) = (self.per, &self.wide, &self.windows);
         let (h, w, pad) = (g.h, g.w, g.pad);
-        let prepared_len = win.prepared_len(tall);
-        let stack_len = tall.image_len();
+        let ws = wide_g.w;
+        let prepared_len = win.prepared_len(wide_g);
+        let stack_len = wide_g.image_len();
         out.par_chunks_mut(per * g.out_image_len())
             .zip(x.par_chunks(per * g.image_len()))
             .enumerate()
             .try_for_each(|(st, (out, xs))| {
                 T::with_scratch(stack_len + prepared_len + g.cout * win.n, |buf| {
                     let (stack, rest) = buf.split_at_mut(stack_len);
-                    let (prepared, wide) = rest.split_at_mut(prepared_len);
+                    let (prepared, prod) = rest.split_at_mut(prepared_len);
                     let images = xs.len() / g.image_len();
-                    for (c, plane) in stack.chunks_exact_mut(tall.h * w).enumerate() {
-                        for i in 0..per {
-                            let at = i * (h + pad) * w;
-                            let dst = &mut plane[at..at + h * w];
-                            if i < images {
-                                let src = &xs[(i * g.cin + c) * h * w..][..h * w];
-                                dst.copy_from_slice(src);
-                            } else {
-                                dst.fill(T::zero());
-                            }
-                            if i + 1 < per {
-                                zero_line(&mut plane[at + h * w..at + (h + pad) * w]);
+                    for (c, plane) in stack.chunks_exact_mut(h * ws).enumerate() {
+                        for (y, line) in plane.chunks_exact_mut(ws).enumerate() {
+                            for i in 0..per {
+                                let at = i * (w + pad);
+                                let dst = &mut line[at..at + w];
+                                if i < images {
+                                    copy_line(dst, &xs[((i * g.cin + c) * h + y) * w..][..w]);
+                                } else {
+                                    zero_line(dst);
+                                }
+                                if i + 1 < per {
+                                    zero_line(&mut line[at + w..at + w + pad]);
+                                }
                             }
                         }
                     }
-                    win.prepare_into(tall, stack, prepared);
-                    if !T::gemm_packed(win.isa, wide, win.n, weight, prepared, &win.rows, win.n) {
-                        bail!("conv2d: no windowed GEMM for the stacked {tall:?}");
+                    win.prepare_into(wide_g, stack, prepared);
+                    if !T::gemm_packed(win.isa, prod, win.n, weight, prepared, &win.rows, win.n) {
+                        bail!("conv2d: no windowed GEMM for the stacked {wide_g:?}");
                     }
                     for (i, img) in out.chunks_exact_mut(g.out_image_len()).enumerate() {
                         let finish = finish.image(g, st * per + i);
                         for (c, (dst, src)) in img
                             .chunks_exact_mut(g.n())
-                            .zip(wide.chunks(win.n))
+                            .zip(prod.chunks(win.n))
                             .enumerate()
                         {
                             for (y, line) in dst.chunks_exact_mut(g.wo).enumerate() {
-                                let from = (i * (h + pad) + y) * win.wq;
+                                let from = y * win.wq + i * (w + pad);
                                 finish.line(c, c * g.n() + y * g.wo, &src[from..from + g.wo], line);
                             }
                         }

@@ -35,7 +35,7 @@ const CONV_SHAPES: &[ConvShape] = &[
     (2, 3, 12, 13, 9, 3, 1, 0),
     (2, 4, 11, 10, 13, 5, 1, 2),
     // On AVX-512, 8x8 maps with 16 input channels (k = 144): the forward and the flipped input
-    // gradient go through stacks of images (`Stacks`, 9 images as 4 + 4 + 1 and three zero
+    // gradient go through stacks of images side by side (`Stacks`, 9 images as 4 + 4 + 1 and three zero
     // images), the weight gradient through im2row; with stride 2 (k = 108 on 5x5 outputs),
     // image groups (`forward_grouped`, one group of 9) and padding at the border; a 1x1 conv
     // with 100 input channels, im2row unpadded.
