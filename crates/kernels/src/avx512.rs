@@ -16,8 +16,9 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    __m512, __mmask16, _mm256_loadu_ps, _mm512_add_pd, _mm512_add_ps, _mm512_cvtps_pd,
+    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_pd,
+    _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_pd, _mm512_setzero_ps, _mm512_storeu_pd,
     _mm512_storeu_ps,
 };
 use std::cell::RefCell;
@@ -844,4 +845,41 @@ unsafe fn window_run<const MR: usize, const NV: usize>(
             unsafe { _mm512_storeu_ps(sums[r * NV + v].as_mut_ptr(), *reg) };
         }
     }
+}
+
+/// BatchNorm's sums, lane by lane: for the whole 8-value blocks of `a` and `b` (one length),
+/// `sa[l] = sum a[8 j + l]` and `sb[l] = sum a[8 j + l] * b[8 j + l]` in f64, j in order: the
+/// portable loop's lanes, operations and order (a convert, a multiply, two adds; no FMA), so the
+/// same bits, 8 lanes per instruction (the compiler leaves that loop scalar).
+pub(crate) fn lane_products(a: &[f32], b: &[f32]) -> ([f64; 8], [f64; 8]) {
+    assert!(available() && a.len() == b.len());
+    // SAFETY: AVX-512F is available (asserted); the kernel reads a[..len / 8 * 8] and
+    // b[..len / 8 * 8] only.
+    unsafe { lane_products_run(a.as_ptr(), b.as_ptr(), a.len() / 8) }
+}
+
+/// # Safety
+///
+/// AVX-512F; `a[..8 * blocks]` and `b[..8 * blocks]` readable.
+#[target_feature(enable = "avx512f")]
+unsafe fn lane_products_run(a: *const f32, b: *const f32, blocks: usize) -> ([f64; 8], [f64; 8]) {
+    let (mut sa, mut sb) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    for j in 0..blocks {
+        // SAFETY: j < blocks, as the caller guarantees.
+        let (va, vb) = unsafe {
+            (
+                _mm512_cvtps_pd(_mm256_loadu_ps(a.add(8 * j))),
+                _mm512_cvtps_pd(_mm256_loadu_ps(b.add(8 * j))),
+            )
+        };
+        sa = _mm512_add_pd(sa, va);
+        sb = _mm512_add_pd(sb, _mm512_mul_pd(va, vb));
+    }
+    let (mut ra, mut rb) = ([0f64; 8], [0f64; 8]);
+    // SAFETY: both arrays hold 8 f64.
+    unsafe {
+        _mm512_storeu_pd(ra.as_mut_ptr(), sa);
+        _mm512_storeu_pd(rb.as_mut_ptr(), sb);
+    }
+    (ra, rb)
 }

@@ -49,29 +49,9 @@ fn split_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
 
 const LANES: usize = 8;
 
-/// Sums of `term(x_i) = (a_i, b_i)` as `(sum a, sum b)`, in f64 lanes for speed and a fixed order.
-#[inline(always)]
-fn lane_sums<T: Float>(x: &[T], mut term: impl FnMut(T) -> (f64, f64)) -> (f64, f64) {
-    let mut a = [0f64; LANES];
-    let mut b = [0f64; LANES];
-    let full = x.len() / LANES * LANES;
-    for chunk in x[..full].chunks_exact(LANES) {
-        for l in 0..LANES {
-            let (ta, tb) = term(chunk[l]);
-            a[l] += ta;
-            b[l] += tb;
-        }
-    }
-    for &v in &x[full..] {
-        let (ta, tb) = term(v);
-        a[0] += ta;
-        b[0] += tb;
-    }
-    (a.iter().sum(), b.iter().sum())
-}
-
 /// Mean and (biased) variance of channel `ch` of `x` `[b, c, hw]`.
 struct ChannelStats<'a, T> {
+    isa: Isa,
     x: &'a [T],
     b: usize,
     c: usize,
@@ -87,10 +67,7 @@ impl<T: Float> Wide for ChannelStats<'_, T> {
         let (mut s, mut ss) = (0.0, 0.0);
         for img in 0..self.b {
             let plane = &self.x[(img * self.c + self.ch) * self.hw..][..self.hw];
-            let (a, q) = lane_sums(plane, |v| {
-                let v = v.to_f64();
-                (v, v * v)
-            });
+            let (a, q) = lane_sums2(self.isa, plane, plane);
             s += a;
             ss += q;
         }
@@ -137,20 +114,23 @@ impl<T: Float> Wide for ScaleShift<'_, T> {
 
 /// `(sum g, sum g * x)` in f64 lanes, a fixed order.
 #[inline(always)]
-fn lane_sums2<T: Float>(g: &[T], x: &[T]) -> (f64, f64) {
-    let mut a = [0f64; LANES];
-    let mut b = [0f64; LANES];
+fn lane_sums2<T: Float>(isa: Isa, g: &[T], x: &[T]) -> (f64, f64) {
     let full = g.len() / LANES * LANES;
-    for (gc, xc) in g[..full]
-        .chunks_exact(LANES)
-        .zip(x[..full].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let gv = gc[l].to_f64();
-            a[l] += gv;
-            b[l] += gv * xc[l].to_f64();
+    let (mut a, mut b) = T::lane_products(isa, &g[..full], &x[..full]).unwrap_or_else(|| {
+        let mut a = [0f64; LANES];
+        let mut b = [0f64; LANES];
+        for (gc, xc) in g[..full]
+            .chunks_exact(LANES)
+            .zip(x[..full].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                let gv = gc[l].to_f64();
+                a[l] += gv;
+                b[l] += gv * xc[l].to_f64();
+            }
         }
-    }
+        (a, b)
+    });
     for (gv, xv) in g[full..].iter().zip(&x[full..]) {
         a[0] += gv.to_f64();
         b[0] += gv.to_f64() * xv.to_f64();
@@ -287,7 +267,19 @@ fn forward_then_add<T: Float>(
             }
             let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
                 .into_par_iter()
-                .map(|ch| wide(isa, ChannelStats { x, b, c, hw, ch }))
+                .map(|ch| {
+                    wide(
+                        isa,
+                        ChannelStats {
+                            isa,
+                            x,
+                            b,
+                            c,
+                            hw,
+                            ch,
+                        },
+                    )
+                })
                 .unzip();
             (mean, var, *eps)
         }
@@ -484,6 +476,7 @@ fn backward_masked<T: Float>(
         .enumerate()
         .map(|(ch, mut planes)| {
             let k = ChannelBackward {
+                isa,
                 hw,
                 relu,
                 train,
@@ -511,6 +504,7 @@ fn backward_masked<T: Float>(
 
 /// One channel of the backward pass, its constants from the forward pass.
 struct ChannelBackward<T> {
+    isa: Isa,
     hw: usize,
     relu: bool,
     train: bool,
@@ -589,7 +583,7 @@ impl<T: Float> ChannelBackward<T> {
             } else {
                 g.copy_from_slice(dys);
             }
-            let (a, q) = lane_sums2(g, xs);
+            let (a, q) = lane_sums2(self.isa, g, xs);
             sg += a;
             sgx += q;
         }

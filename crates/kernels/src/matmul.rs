@@ -79,6 +79,14 @@ pub(crate) trait Float: WithDType + Send + Sync {
         false
     }
 
+    /// BatchNorm's lane sums over the whole 8-value blocks of `a` and `b` (see
+    /// `avx512::lane_products`) where `isa`, this CPU and type have a vector kernel for them;
+    /// `None` otherwise (the caller runs the same sums in plain code).
+    fn lane_products(isa: Isa, a: &[Self], b: &[Self]) -> Option<([f64; 8], [f64; 8])> {
+        let _ = (isa, a, b);
+        None
+    }
+
     /// `out[i * rows.len() + j] +=` the sum over images of row `i` of the `a` image (`na` rows
     /// of `n`) times window `rows[j]..rows[j] + n` of the `b` image, when this CPU and type have
     /// the kernel and `isa` allows it (see `avx512::dot_products`); returns false, doing
@@ -200,6 +208,11 @@ impl Float for f32 {
     #[cfg(target_arch = "x86_64")]
     fn has_dot_products(isa: Isa) -> bool {
         crate::avx512::enabled(isa)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn lane_products(isa: Isa, a: &[Self], b: &[Self]) -> Option<([f64; 8], [f64; 8])> {
+        crate::avx512::enabled(isa).then(|| crate::avx512::lane_products(a, b))
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -759,3 +759,50 @@ fn fused_backward_steps_are_the_unfused_ones() {
         });
     }
 }
+
+/// BatchNorm's statistics and gradients are the same bits on every path this CPU runs: the
+/// AVX-512 lane sums (`avx512::lane_products`) do the portable loop's operations in its order.
+#[test]
+fn batch_norm_bits_agree_across_paths() {
+    use kernels::raw::batch_norm_train_into;
+    let runs: Vec<(Isa, Vec<u32>)> = paths("batch norm bits")
+        .into_iter()
+        .map(|isa| {
+            let mut bits = Vec::new();
+            with_isa(isa, || {
+                for (i, &(shape, relu)) in BN_SHAPES.iter().enumerate() {
+                    let (b, c) = (shape[0], shape[1]);
+                    let hw: usize = shape[2..].iter().product();
+                    let f32s = |seed: u64, len: &[usize]| {
+                        randn(len, DType::F32, seed)
+                            .affine(2.0, 0.3)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap()
+                    };
+                    let (x, dy) = (f32s(700 + i as u64, shape), f32s(710 + i as u64, shape));
+                    let (gamma, beta) = (f32s(720, &[c]), f32s(730, &[c]));
+                    let config = BatchNormConfig {
+                        relu,
+                        ..Default::default()
+                    };
+                    let mut y = vec![0f32; x.len()];
+                    let saved =
+                        batch_norm_train_into(&x, (b, c, hw), &gamma, &beta, config, &mut y)
+                            .unwrap();
+                    let mut dx = vec![0f32; x.len()];
+                    let (dg, db) = saved.backward(&x, &dy, &mut dx).unwrap();
+                    for v in y.iter().chain(&dx).chain(&dg).chain(&db) {
+                        bits.push(v.to_bits());
+                    }
+                }
+            });
+            (isa, bits)
+        })
+        .collect();
+    for (isa, bits) in &runs[1..] {
+        assert!(bits == &runs[0].1, "{isa:?} differs from {:?}", runs[0].0);
+    }
+}
