@@ -28,6 +28,7 @@ use crate::error::Result;
 use crate::layers::{BatchNorm, Conv2d};
 use crate::model::{Model, Network};
 use crate::resnet::{BasicBlock, ResNet};
+use crate::vgg::{Feature, Vgg};
 
 /// What one training step gives back: the loss, the logits (for accuracy) and every trainable
 /// parameter's gradient, keyed as candle's `backward()` keys them (an optimizer or a gradient
@@ -569,4 +570,89 @@ pub(crate) fn infer(net: &ResNet, x: &Tensor) -> Result<Option<Tensor>> {
     INFER_POOL.with(|pool| pool.borrow_mut().give(last));
     let pooled = map.avg_pool2d(8)?.flatten_from(1)?;
     Ok(Some(net.fc.forward(&pooled)?.detach()))
+}
+
+/// 2x2 max pool, stride 2 (candle's `max_pool2d(2)`: the window's values compared in row
+/// order), of `x` `[n, c, h, w]` into `out` `[n, c, h / 2, w / 2]`.
+fn max_pool2(x: &[f32], d: [usize; 4], out: &mut [f32]) {
+    let (h, w) = (d[2], d[3]);
+    let (ho, wo) = (h / 2, w / 2);
+    out.par_chunks_mut(ho * wo)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, p)| {
+            for y in 0..ho {
+                for xo in 0..wo {
+                    let (i, j) = (2 * y * w + 2 * xo, (2 * y + 1) * w + 2 * xo);
+                    let m = [p[i + 1], p[j], p[j + 1]]
+                        .into_iter()
+                        .fold(p[i], |m, v| if v > m { v } else { m });
+                    o[y * wo + xo] = m;
+                }
+            }
+        });
+}
+
+/// The feature maps of a VGG in evaluation mode (the input of its final 2x2 average pool),
+/// every BatchNorm folded into its conv and the ReLU applied in the conv's epilogue, into
+/// buffers reused between calls; `None` where our kernels do not run this input (the caller
+/// takes the unfused path).
+pub(crate) fn vgg_features(net: &Vgg, x: &Tensor) -> Result<Option<Tensor>> {
+    if !kernels::use_ours(x.device()) || x.dtype() != DType::F32 || x.rank() != 4 {
+        return Ok(None);
+    }
+    let xd = dims4(x)?;
+    if xd[0] == 0 {
+        return Ok(None);
+    }
+    // The shapes first, so that a misfit is refused before anything runs.
+    let mut steps = Vec::with_capacity(net.features.len());
+    let mut d = xd;
+    for f in &net.features {
+        match f {
+            Feature::ConvBnRelu(conv, bn) => {
+                let folded = Folded::new(conv, bn, d)?;
+                d = folded.shape.output_dims();
+                steps.push(Some(folded));
+            }
+            Feature::MaxPool => {
+                if d[2] % 2 != 0 || d[3] % 2 != 0 {
+                    return Ok(None);
+                }
+                d = [d[0], d[1], d[2] / 2, d[3] / 2];
+                steps.push(None);
+            }
+        }
+    }
+    let x0 = values(x)?;
+    let last = INFER_POOL.with(|pool| -> Result<Vec<f32>> {
+        let pool = &mut pool.borrow_mut();
+        let mut cur: Option<Vec<f32>> = None;
+        let mut d = xd;
+        for step in &steps {
+            let input: &[f32] = cur.as_deref().unwrap_or(&x0);
+            let next = match step {
+                Some(conv) => {
+                    let od = conv.shape.output_dims();
+                    let mut out = pool.take(len(od));
+                    conv.run(input, None, true, &mut out)?;
+                    d = od;
+                    out
+                }
+                None => {
+                    let od = [d[0], d[1], d[2] / 2, d[3] / 2];
+                    let mut out = pool.take(len(od));
+                    max_pool2(input, d, &mut out);
+                    d = od;
+                    out
+                }
+            };
+            if let Some(old) = cur.replace(next) {
+                pool.give(old);
+            }
+        }
+        Ok(cur.unwrap_or(x0.clone()))
+    })?;
+    let map = Tensor::from_slice(&last, d.to_vec(), x.device())?;
+    INFER_POOL.with(|pool| pool.borrow_mut().give(last));
+    Ok(Some(map))
 }

@@ -133,13 +133,14 @@ impl Model {
     /// Logits in evaluation mode (running statistics), the values of `forward_t(x, false)`
     /// but without an autograd graph: nothing of the pass stays alive but the logits
     /// (detached: no gradient flows back through them). For evaluation and inference; take
-    /// `forward_t` where a gradient is wanted. A ResNet on our CPU kernels runs with every
-    /// BatchNorm folded into its conv and the ReLUs and residual adds fused into the convs'
-    /// output (equal to `forward_t` up to float rounding, about 1e-6 relative); elsewhere the
-    /// values are `forward_t`'s exactly.
+    /// `forward_t` where a gradient is wanted. A ResNet or a VGG on our CPU kernels runs with
+    /// every BatchNorm that follows a conv folded into it and the ReLUs and residual adds fused
+    /// into the convs' output (equal to `forward_t` up to float rounding, about 1e-6 relative);
+    /// elsewhere the values are `forward_t`'s exactly.
     pub fn infer(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.network {
             Network::ResNet(m) => m.infer(x),
+            Network::Vgg(m) => m.infer(x),
             other => Ok(other.forward_t(x, false)?.detach()),
         }
     }
@@ -267,7 +268,7 @@ mod tests {
             let inferred = model.infer(&x).unwrap();
             let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let (got, want) = (values(&inferred), values(&eval));
-            if matches!(model.network(), Network::ResNet(_)) {
+            if matches!(model.network(), Network::ResNet(_) | Network::Vgg(_)) {
                 // BatchNorm folded into the filters: the same values up to float rounding.
                 let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
                 let diff = got

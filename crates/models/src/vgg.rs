@@ -9,14 +9,14 @@ use crate::layers::{BatchNorm, Conv2d, batch_norm, conv_bn_relu, conv2d, linear}
 /// A CIFAR VGG built from a [`VggConfig`].
 #[derive(Clone, Debug)]
 pub struct Vgg {
-    features: Vec<Feature>,
-    fc1: Linear,
-    bn1: BatchNorm,
-    fc2: Linear,
+    pub(crate) features: Vec<Feature>,
+    pub(crate) fc1: Linear,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) fc2: Linear,
 }
 
 #[derive(Clone, Debug)]
-enum Feature {
+pub(crate) enum Feature {
     ConvBnRelu(Conv2d, BatchNorm),
     MaxPool,
 }
@@ -51,6 +51,31 @@ impl Vgg {
             bn1: batch_norm(&vb.pp("classifier.1"), hidden)?,
             fc2: linear(&vb.pp("classifier.3"), hidden, config.num_classes)?,
         })
+    }
+}
+
+impl Vgg {
+    /// Evaluation mode without an autograd graph: on our CPU kernels the features with every
+    /// BatchNorm folded into its conv ([`crate::fast`]), elsewhere `forward_t(x, false)` with
+    /// each layer's output detached (so no pass's activations outlive the next layer).
+    pub(crate) fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = match crate::fast::vgg_features(self, x).map_err(candle_core::Error::wrap)? {
+            Some(features) => features,
+            None => {
+                let mut x = x.detach();
+                for f in &self.features {
+                    x = match f {
+                        Feature::ConvBnRelu(conv, bn) => conv_bn_relu(conv, bn, &x, false)?,
+                        Feature::MaxPool => x.max_pool2d(2)?,
+                    }
+                    .detach();
+                }
+                x
+            }
+        };
+        x = x.avg_pool2d(2)?.flatten_from(1)?;
+        let x = self.bn1.forward_relu_t(&self.fc1.forward(&x)?, false)?;
+        Ok(self.fc2.forward(&x)?.detach())
     }
 }
 
