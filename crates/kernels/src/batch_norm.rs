@@ -710,6 +710,19 @@ pub fn batch_norm_train_into(
     config: BatchNormConfig,
     y: &mut [f32],
 ) -> Result<BatchNormSaved> {
+    train_into(x, dims, gamma, beta, config, None, y)
+}
+
+/// [`batch_norm_train_into`], and with `residual` [`batch_norm_train_add_relu_into`].
+fn train_into(
+    x: &[f32],
+    dims: (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    config: BatchNormConfig,
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<BatchNormSaved> {
     let (b, c, hw) = dims;
     if x.len() != b * c * hw || gamma.len() != c || beta.len() != c {
         bail!(
@@ -720,7 +733,7 @@ pub fn batch_norm_train_into(
         );
     }
     let stats = Stats::Batch { eps: config.eps };
-    let saved = forward_into(
+    let saved = forward_then_add(
         isa(),
         &stats,
         config.relu,
@@ -728,6 +741,7 @@ pub fn batch_norm_train_into(
         dims,
         to_f64(gamma),
         &to_f64(beta),
+        residual,
         y,
     )?;
     Ok(BatchNormSaved {
@@ -751,35 +765,10 @@ pub fn batch_norm_train_add_relu_into(
     residual: &[f32],
     y: &mut [f32],
 ) -> Result<BatchNormSaved> {
-    let (b, c, hw) = dims;
     if config.relu {
         bail!("batch_norm then add and ReLU: the BatchNorm's own ReLU is set");
     }
-    if x.len() != b * c * hw || gamma.len() != c || beta.len() != c {
-        bail!(
-            "batch_norm: {} values, {} weights and {} biases for {dims:?}",
-            x.len(),
-            gamma.len(),
-            beta.len()
-        );
-    }
-    let stats = Stats::Batch { eps: config.eps };
-    let saved = forward_then_add(
-        isa(),
-        &stats,
-        false,
-        x,
-        dims,
-        to_f64(gamma),
-        &to_f64(beta),
-        Some(residual),
-        y,
-    )?;
-    Ok(BatchNormSaved {
-        saved,
-        dims,
-        relu: false,
-    })
+    train_into(x, dims, gamma, beta, config, Some(residual), y)
 }
 
 impl BatchNormSaved {
