@@ -203,7 +203,7 @@ impl BnOp {
             );
         }
         let mut y = vec![T::zero(); x.len()];
-        let saved = forward_into(
+        let saved = forward_then_add(
             self.isa,
             &self.stats,
             self.relu,
@@ -211,6 +211,7 @@ impl BnOp {
             (b, c, hw),
             gamma,
             &beta,
+            None,
             &mut y,
         )?;
         let _ = self.saved.set(Arc::new(saved));
@@ -219,23 +220,9 @@ impl BnOp {
 }
 
 /// BatchNorm's forward pass into `y` (every element overwritten): the statistics (the batch's,
-/// or the given ones), then `y = x * scale + shift` per channel, with the ReLU if asked.
-#[allow(clippy::too_many_arguments)]
-fn forward_into<T: Float>(
-    isa: Isa,
-    stats: &Stats,
-    relu: bool,
-    x: &[T],
-    (b, c, hw): (usize, usize, usize),
-    gamma: Vec<f64>,
-    beta: &[f64],
-    y: &mut [T],
-) -> Result<Saved> {
-    forward_then_add(isa, stats, relu, x, (b, c, hw), gamma, beta, None, y)
-}
-
-/// [`forward_into`], then with `residual` (`x`'s shape) `y = relu(y + residual)` in the same
-/// pass (`relu` is then unused).
+/// or the given ones), then `y = x * scale + shift` per channel, with the ReLU if asked; with
+/// `residual` (`x`'s shape) `y = relu(y + residual)` in the same pass instead (`relu` is then
+/// unused).
 #[allow(clippy::too_many_arguments)]
 fn forward_then_add<T: Float>(
     isa: Isa,
