@@ -396,7 +396,17 @@ impl BnBackward {
         }
         let mut out = vec![T::zero(); x.len() + 2 * c];
         let (dx, tail) = out.split_at_mut(x.len());
-        let per_channel = backward_into(self.isa, s, self.relu, self.train, x, dy, (b, c, hw), dx);
+        let per_channel = backward_into(
+            self.isa,
+            s,
+            self.relu,
+            self.train,
+            x,
+            dy,
+            None,
+            (b, c, hw),
+            dx,
+        );
         let dgamma: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.0)).collect();
         let dbeta: Vec<T> = per_channel.iter().map(|p| T::from_f64(p.1)).collect();
         tail[..c].copy_from_slice(&dgamma);
@@ -407,27 +417,13 @@ impl BnBackward {
 
 /// BatchNorm's backward pass into `dx` (every element overwritten); returns each channel's
 /// `(dgamma, dbeta)`. `train`: the statistics were the batch's (their gradient terms count).
+/// With `after` = `(y, dz)`, `dy` is first masked by a ReLU that followed this BatchNorm's
+/// output after other ops (a residual add): `y` the ReLU's output, `dz` (overwritten) where the
+/// masked gradient `y > 0 ? dy : 0` is kept for the other ops' own backward passes; the same
+/// values as a ReLU backward pass into `dz` and then this backward pass on `dz`, in one pass
+/// less.
 #[allow(clippy::too_many_arguments)]
 fn backward_into<T: Float>(
-    isa: Isa,
-    s: &Saved,
-    relu: bool,
-    train: bool,
-    x: &[T],
-    dy: &[T],
-    (b, c, hw): (usize, usize, usize),
-    dx: &mut [T],
-) -> Vec<(f64, f64)> {
-    backward_masked(isa, s, relu, train, x, dy, None, (b, c, hw), dx)
-}
-
-/// [`backward_into`] with `dy` first masked by a ReLU that followed this BatchNorm's output
-/// (after other ops: a residual add), where `after` is given: `(y, dz)`, `y` the ReLU's
-/// output, `dz` (overwritten) where the masked gradient `y > 0 ? dy : 0` is kept for the
-/// other ops' own backward passes. The same values as a ReLU backward pass into `dz` and then
-/// this backward pass on `dz`, in one pass less.
-#[allow(clippy::too_many_arguments)]
-fn backward_masked<T: Float>(
     isa: Isa,
     s: &Saved,
     relu: bool,
@@ -514,7 +510,7 @@ struct BackwardTask<'a, 'p, T> {
     planes: &'a mut [Plane<'p, T>],
     x: &'a [T],
     dy: &'a [T],
-    /// The outer ReLU's output, masking `dy` ([`backward_masked`]).
+    /// The outer ReLU's output, masking `dy` ([`backward_into`]'s `after`).
     mask: Option<&'a [T]>,
 }
 
@@ -758,6 +754,14 @@ pub fn batch_norm_train_add_relu_into(
     train_into(x, dims, gamma, beta, config, Some(residual), y)
 }
 
+/// Each channel's `(dgamma, dbeta)` as the two f32 vectors the slice API returns.
+fn dgamma_dbeta(per_channel: &[(f64, f64)]) -> (Vec<f32>, Vec<f32>) {
+    per_channel
+        .iter()
+        .map(|&(g, b)| (g as f32, b as f32))
+        .unzip()
+}
+
 impl BatchNormSaved {
     /// The backward pass: `dx` (overwritten) from the forward's input `x` and the output's
     /// gradient `dy` (masked by the fused ReLU); returns `(dgamma, dbeta)`.
@@ -773,11 +777,18 @@ impl BatchNormSaved {
                 self.dims
             );
         }
-        let per_channel = backward_into(isa(), &self.saved, self.relu, true, x, dy, self.dims, dx);
-        Ok(per_channel
-            .iter()
-            .map(|&(g, b)| (g as f32, b as f32))
-            .unzip())
+        let per_channel = backward_into(
+            isa(),
+            &self.saved,
+            self.relu,
+            true,
+            x,
+            dy,
+            None,
+            self.dims,
+            dx,
+        );
+        Ok(dgamma_dbeta(&per_channel))
     }
 
     /// [`BatchNormSaved::backward`] after a ReLU further on: `dy` is the gradient of that
@@ -809,7 +820,7 @@ impl BatchNormSaved {
                 self.dims
             );
         }
-        let per_channel = backward_masked(
+        let per_channel = backward_into(
             isa(),
             &self.saved,
             self.relu,
@@ -820,10 +831,7 @@ impl BatchNormSaved {
             self.dims,
             dx,
         );
-        Ok(per_channel
-            .iter()
-            .map(|&(g, b)| (g as f32, b as f32))
-            .unzip())
+        Ok(dgamma_dbeta(&per_channel))
     }
 
     /// Updates the running statistics as [`batch_norm_train`] does.

@@ -108,7 +108,6 @@ impl Geometry {
     }
 }
 
-/// Unfolds one image `[cin, h, w]` into `cols` `[k, n]`: row `(c, ky, kx)`, column `(oy, ox)`.
 /// `dst.copy_from_slice(src)` for the short lines of CIFAR maps (8 to 34 values): whole
 /// 8-value blocks moved as fixed-size copies (vector moves), the rest value by value, instead
 /// of a `memmove` call per line (those calls were 4% of a training step).
@@ -150,6 +149,7 @@ fn zero_line<T: Float>(dst: &mut [T]) {
     }
 }
 
+/// Unfolds one image `[cin, h, w]` into `cols` `[k, n]`: row `(c, ky, kx)`, column `(oy, ox)`.
 fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
     im2col_strided(g, x, cols, g.n());
 }
@@ -722,34 +722,34 @@ impl<'a, T: Float> Finish<'a, T> {
             copy_line(dst, src);
             return;
         }
-        // Absent parts are not added at all (`+ 0.0` would turn a -0.0 into +0.0).
         let b = self.bias.map(|b| b[c]);
-        match (b, self.residual) {
-            (Some(b), Some(r)) => {
+        // One loop per case, so that each has no test inside (`value` inlined with its
+        // options known).
+        match self.residual {
+            Some(r) => {
                 for ((d, s), r) in dst.iter_mut().zip(src).zip(&r[at..at + src.len()]) {
-                    *d = self.clamp(*s + b + *r);
+                    *d = self.value(*s, b, Some(*r));
                 }
             }
-            (None, Some(r)) => {
-                for ((d, s), r) in dst.iter_mut().zip(src).zip(&r[at..at + src.len()]) {
-                    *d = self.clamp(*s + *r);
-                }
-            }
-            (Some(b), None) => {
+            None => {
                 for (d, s) in dst.iter_mut().zip(src) {
-                    *d = self.clamp(*s + b);
-                }
-            }
-            (None, None) => {
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = self.clamp(*s);
+                    *d = self.value(*s, b, None);
                 }
             }
         }
     }
 
+    /// `relu(s + b + r)`, each part where given. Absent parts are not added at all (`+ 0.0`
+    /// would turn a -0.0 into +0.0).
     #[inline(always)]
-    fn clamp(&self, v: T) -> T {
+    fn value(&self, s: T, b: Option<T>, r: Option<T>) -> T {
+        let mut v = s;
+        if let Some(b) = b {
+            v += b;
+        }
+        if let Some(r) = r {
+            v += r;
+        }
         // As `add_relu`: not above zero gives zero.
         if self.relu && v <= T::zero() {
             T::zero()
@@ -768,14 +768,7 @@ impl<'a, T: Float> Finish<'a, T> {
             let b = self.bias.map(|b| b[c]);
             let r = self.residual.map(|r| &r[c * n..(c + 1) * n]);
             for (j, d) in plane.iter_mut().enumerate() {
-                let mut v = *d;
-                if let Some(b) = b {
-                    v += b;
-                }
-                if let Some(r) = r {
-                    v += r[j];
-                }
-                *d = self.clamp(v);
+                *d = self.value(*d, b, r.map(|r| r[j]));
             }
         }
     }

@@ -510,6 +510,16 @@ impl Folded {
     }
 }
 
+/// The dims of `x` where the fused inference runs it (our kernels, f32, `[n, c, h, w]` with
+/// `n > 0`); `None` otherwise.
+fn fused_input(x: &Tensor) -> Result<Option<[usize; 4]>> {
+    if !kernels::use_ours(x.device()) || x.dtype() != DType::F32 || x.rank() != 4 {
+        return Ok(None);
+    }
+    let xd = dims4(x)?;
+    Ok((xd[0] > 0).then_some(xd))
+}
+
 thread_local! {
     /// Activation buffers of [`infer`], kept between calls on this thread (an evaluation runs
     /// batch after batch of one shape).
@@ -523,11 +533,10 @@ thread_local! {
 /// `None` where the fast training step would not apply either ([`FastStep::supports`]), and the
 /// caller takes the unfused path.
 pub(crate) fn infer(net: &ResNet, x: &Tensor) -> Result<Option<Tensor>> {
-    if !kernels::use_ours(x.device()) || x.dtype() != DType::F32 || x.rank() != 4 {
+    let Some(xd) = fused_input(x)? else {
         return Ok(None);
-    }
-    let xd = dims4(x)?;
-    if xd[0] == 0 || Plan::new(net, xd)?.is_none() {
+    };
+    if Plan::new(net, xd)?.is_none() {
         return Ok(None);
     }
     let stem = Folded::new(&net.conv1, &net.bn1, xd)?;
@@ -597,13 +606,9 @@ fn max_pool2(x: &[f32], d: [usize; 4], out: &mut [f32]) {
 /// buffers reused between calls; `None` where our kernels do not run this input (the caller
 /// takes the unfused path).
 pub(crate) fn vgg_features(net: &Vgg, x: &Tensor) -> Result<Option<Tensor>> {
-    if !kernels::use_ours(x.device()) || x.dtype() != DType::F32 || x.rank() != 4 {
+    let Some(xd) = fused_input(x)? else {
         return Ok(None);
-    }
-    let xd = dims4(x)?;
-    if xd[0] == 0 {
-        return Ok(None);
-    }
+    };
     // The shapes first, so that a misfit is refused before anything runs.
     let mut steps = Vec::with_capacity(net.features.len());
     let mut d = xd;
@@ -650,7 +655,8 @@ pub(crate) fn vgg_features(net: &Vgg, x: &Tensor) -> Result<Option<Tensor>> {
                 pool.give(old);
             }
         }
-        Ok(cur.unwrap_or(x0.clone()))
+        // A VGG without layers gives its input back.
+        Ok(cur.unwrap_or_else(|| x0.clone()))
     })?;
     let map = Tensor::from_slice(&last, d.to_vec(), x.device())?;
     INFER_POOL.with(|pool| pool.borrow_mut().give(last));

@@ -59,38 +59,39 @@ impl Vgg {
     /// BatchNorm folded into its conv ([`crate::fast`]), elsewhere `forward_t(x, false)` with
     /// each layer's output detached (so no pass's activations outlive the next layer).
     pub(crate) fn infer(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = match crate::fast::vgg_features(self, x).map_err(candle_core::Error::wrap)? {
+        let x = match crate::fast::vgg_features(self, x).map_err(candle_core::Error::wrap)? {
             Some(features) => features,
-            None => {
-                let mut x = x.detach();
-                for f in &self.features {
-                    x = match f {
-                        Feature::ConvBnRelu(conv, bn) => conv_bn_relu(conv, bn, &x, false)?,
-                        Feature::MaxPool => x.max_pool2d(2)?,
-                    }
-                    .detach();
-                }
-                x
-            }
+            None => self.features_t(&x.detach(), false, true)?,
         };
-        x = x.avg_pool2d(2)?.flatten_from(1)?;
-        let x = self.bn1.forward_relu_t(&self.fc1.forward(&x)?, false)?;
-        Ok(self.fc2.forward(&x)?.detach())
+        Ok(self.head_t(&x, false)?.detach())
     }
-}
 
-impl ModuleT for Vgg {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The feature layers, each output detached where `detach` is set.
+    fn features_t(&self, x: &Tensor, train: bool, detach: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for f in &self.features {
             x = match f {
                 Feature::ConvBnRelu(conv, bn) => conv_bn_relu(conv, bn, &x, train)?,
                 Feature::MaxPool => x.max_pool2d(2)?,
             };
+            if detach {
+                x = x.detach();
+            }
         }
+        Ok(x)
+    }
+
+    /// The final pool and the classifier.
+    fn head_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         // nn.AvgPool2d(2) on the final 2x2 map.
         let x = x.avg_pool2d(2)?.flatten_from(1)?;
         let x = self.bn1.forward_relu_t(&self.fc1.forward(&x)?, train)?;
         self.fc2.forward(&x)
+    }
+}
+
+impl ModuleT for Vgg {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.head_t(&self.features_t(x, train, false)?, train)
     }
 }
