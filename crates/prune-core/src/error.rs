@@ -170,6 +170,18 @@ pub enum Error {
         /// The tensor the mask names.
         tensor: String,
     },
+    /// Data-dependent scores (HRank, Taylor, precomputed) that are missing for a group or do not
+    /// fit it.
+    #[error("group `{group}`: {reason}")]
+    Scores {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A global ranking asked to keep a fraction outside `(0, 1]` or over no groups.
+    #[error("global ranking: {0}")]
+    Global(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -1,5 +1,7 @@
 //! Pruning for prunebench: channel groups, saliency scores (l1/l2 filter norms, weight
-//! magnitude, seeded random), pruning plans, unstructured masks and physical channel removal.
+//! magnitude, seeded random, HRank's feature-map ranks, first-order Taylor on BatchNorm; any
+//! other through [`FilterScorer`]), per-layer or global ranking, pruning plans, unstructured
+//! masks and physical channel removal.
 //!
 //! Model-agnostic by design: a model declares its [`ChannelGroup`]s (which named tensors and
 //! axes share a set of channels) and this crate acts on named tensors plus those groups. A
@@ -32,6 +34,7 @@
 //! # Ok::<(), prune_core::Error>(())
 //! ```
 
+pub mod activation;
 pub mod error;
 pub mod groups;
 pub mod mask;
@@ -40,13 +43,16 @@ pub mod pfec;
 pub mod plan;
 pub mod saliency;
 
+pub use activation::{
+    GroupScores, RankAccumulator, TaylorAccumulator, matrix_rank, singular_values,
+};
 pub use error::{Error, Result};
 pub use groups::{ChannelGroup, GroupMember, KeepSet, remove_channels};
 pub use mask::{MASKS_FILE, Masks};
 pub use mwp::{WeightSaliency, global_threshold};
 pub use pfec::{PfecVersion, ResNetPfec, resnet_keep_counts, resnet_settings, vgg16_keep_counts};
 pub use plan::{
-    GroupDecision, PlanKind, PruningPlan, TensorSparsity, apply, keep_count, select_filters,
-    select_top,
+    FilterScorer, GroupDecision, PlanKind, PruningPlan, SaliencyScorer, TensorSparsity, apply,
+    keep_count, select_filters, select_filters_with, select_global, select_top,
 };
 pub use saliency::{FilterSaliency, ScoreRng, l1_filter_norms, l2_filter_norms, weight_magnitudes};

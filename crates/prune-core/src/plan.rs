@@ -213,6 +213,87 @@ pub fn select_top(group: &str, scores: &[f32], count: usize) -> Result<KeepSet> 
     KeepSet::new(order, scores.len()).map_err(|e| with_group(e, group))
 }
 
+/// A filter-ranking criterion: one score per channel of a group (larger = keep). The weight
+/// criteria ([`FilterSaliency`], through [`FilterSaliency::scorer`]) read the group's score
+/// tensor; the data-dependent ones ([`crate::GroupScores`], from [`crate::RankAccumulator`] for
+/// HRank or [`crate::TaylorAccumulator`] for Taylor) were accumulated over batches beforehand. A
+/// user's own criterion implements this trait. Groups are scored in the model's group order,
+/// once each.
+pub trait FilterScorer {
+    /// The scores of `group`'s channels, `group.channels` of them.
+    fn scores(
+        &mut self,
+        group: &ChannelGroup,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Vec<f32>>;
+}
+
+/// [`FilterSaliency`] as a [`FilterScorer`]: random scores come from one generator, drawn group
+/// after group, so a seed fixes the whole plan.
+#[derive(Clone, Debug)]
+pub struct SaliencyScorer {
+    saliency: FilterSaliency,
+    rng: Option<ScoreRng>,
+}
+
+impl FilterSaliency {
+    /// This criterion as a [`FilterScorer`].
+    pub fn scorer(self) -> SaliencyScorer {
+        SaliencyScorer {
+            saliency: self,
+            rng: match self {
+                Self::Random { seed } => Some(ScoreRng::new(seed)),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl FilterScorer for SaliencyScorer {
+    fn scores(
+        &mut self,
+        group: &ChannelGroup,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Vec<f32>> {
+        if let Some(rng) = &mut self.rng {
+            return Ok(rng.scores(group.channels));
+        }
+        let w = weights
+            .get(&group.score_tensor)
+            .ok_or_else(|| Error::MissingTensor {
+                context: format!("group `{}`", group.name),
+                tensor: group.score_tensor.clone(),
+            })?;
+        match self.saliency {
+            FilterSaliency::L2 => l2_filter_norms(w),
+            _ => l1_filter_norms(w),
+        }
+    }
+}
+
+/// `scorer`'s scores for `group`, checked against its channel count.
+fn group_scores(
+    scorer: &mut dyn FilterScorer,
+    group: &ChannelGroup,
+    weights: &HashMap<String, Tensor>,
+) -> Result<Vec<f32>> {
+    let scores = scorer.scores(group, weights)?;
+    if scores.len() != group.channels {
+        return Err(Error::ChannelCount {
+            group: group.name.clone(),
+            planned: group.channels,
+            actual: scores.len(),
+        });
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(Error::Scores {
+            group: group.name.clone(),
+            reason: format!("score {} of channel {i} is not finite", scores[i]),
+        });
+    }
+    Ok(scores)
+}
+
 /// A structured plan: in every group of `targets` (group name, channels to keep), keep the
 /// filters of the group's score tensor that `saliency` ranks highest. Groups not named in
 /// `targets` are left whole and not listed. Random scores are drawn from one generator in the
@@ -225,6 +306,20 @@ pub fn select_filters(
     saliency: FilterSaliency,
     weights: &HashMap<String, Tensor>,
 ) -> Result<PruningPlan> {
+    let mut scorer = saliency.scorer();
+    select_filters_with(method, version, groups, targets, &mut scorer, weights)
+}
+
+/// [`select_filters`] with any criterion: per layer, every group of `targets` keeps the given
+/// number of its channels, those `scorer` ranks highest.
+pub fn select_filters_with(
+    method: &str,
+    version: Option<&str>,
+    groups: &[ChannelGroup],
+    targets: &[(String, usize)],
+    scorer: &mut dyn FilterScorer,
+    weights: &HashMap<String, Tensor>,
+) -> Result<PruningPlan> {
     let targets: BTreeMap<&str, usize> = targets.iter().map(|(g, n)| (g.as_str(), *n)).collect();
     if let Some(unknown) = targets
         .keys()
@@ -232,38 +327,12 @@ pub fn select_filters(
     {
         return Err(Error::UnknownGroup(unknown.to_string()));
     }
-    let mut rng = match saliency {
-        FilterSaliency::Random { seed } => Some(ScoreRng::new(seed)),
-        _ => None,
-    };
     let mut decisions = Vec::new();
     for group in groups {
         let Some(&count) = targets.get(group.name.as_str()) else {
             continue;
         };
-        let scores = match (&mut rng, saliency) {
-            (Some(rng), _) => rng.scores(group.channels),
-            (None, s) => {
-                let w = weights
-                    .get(&group.score_tensor)
-                    .ok_or_else(|| Error::MissingTensor {
-                        context: format!("group `{}`", group.name),
-                        tensor: group.score_tensor.clone(),
-                    })?;
-                if s == FilterSaliency::L2 {
-                    l2_filter_norms(w)?
-                } else {
-                    l1_filter_norms(w)?
-                }
-            }
-        };
-        if scores.len() != group.channels {
-            return Err(Error::ChannelCount {
-                group: group.name.clone(),
-                planned: group.channels,
-                actual: scores.len(),
-            });
-        }
+        let scores = group_scores(scorer, group, weights)?;
         if count > group.channels {
             return Err(Error::Keep {
                 group: group.name.clone(),
@@ -276,6 +345,76 @@ pub fn select_filters(
         });
     }
     Ok(PruningPlan::structured(method, version, decisions))
+}
+
+/// A global ranking: the channels of all `ranked` groups compete on one scale, and the
+/// `keep_fraction` of them (rounded down, as Python's `int`) that `scorer` ranks highest are
+/// kept, each group keeping at least `min_keep` (the highest-scoring ones; at least 1). Ties go
+/// to the later group and channel, as in [`select_top`]. Groups that keep everything are not
+/// listed. Scores from different layers are compared as they are: normalise them first where
+/// their scales differ ([`crate::GroupScores::l2_normalized`]).
+pub fn select_global(
+    method: &str,
+    groups: &[ChannelGroup],
+    ranked: &[String],
+    keep_fraction: f64,
+    min_keep: usize,
+    scorer: &mut dyn FilterScorer,
+    weights: &HashMap<String, Tensor>,
+) -> Result<PruningPlan> {
+    if !(keep_fraction > 0.0 && keep_fraction <= 1.0) {
+        return Err(Error::Global(format!(
+            "keep fraction must be in (0, 1], got {keep_fraction}"
+        )));
+    }
+    if let Some(unknown) = ranked
+        .iter()
+        .find(|r| !groups.iter().any(|g| &g.name == *r))
+    {
+        return Err(Error::UnknownGroup(unknown.clone()));
+    }
+    let chosen: Vec<&ChannelGroup> = groups.iter().filter(|g| ranked.contains(&g.name)).collect();
+    if chosen.is_empty() {
+        return Err(Error::Global("no groups to rank".into()));
+    }
+    let min_keep = min_keep.max(1);
+    let mut all: Vec<(f32, usize, usize)> = Vec::new();
+    let mut kept: Vec<Vec<bool>> = Vec::with_capacity(chosen.len());
+    for (gi, group) in chosen.iter().enumerate() {
+        let scores = group_scores(scorer, group, weights)?;
+        let floor = select_top(&group.name, &scores, min_keep.min(group.channels))?;
+        let mut k = vec![false; group.channels];
+        for &i in floor.indices() {
+            k[i] = true;
+        }
+        all.extend(scores.iter().enumerate().map(|(c, &s)| (s, gi, c)));
+        kept.push(k);
+    }
+    let total = all.len();
+    let target = ((total as f64 * keep_fraction) as usize).max(1);
+    let mut count: usize = kept.iter().flatten().filter(|k| **k).count();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+    for &(_, gi, c) in &all {
+        if count >= target {
+            break;
+        }
+        if !kept[gi][c] {
+            kept[gi][c] = true;
+            count += 1;
+        }
+    }
+    let mut decisions = Vec::new();
+    for (group, k) in chosen.iter().zip(&kept) {
+        let indices: Vec<usize> = (0..k.len()).filter(|&i| k[i]).collect();
+        if indices.len() == group.channels {
+            continue;
+        }
+        decisions.push(GroupDecision {
+            group: group.name.clone(),
+            keep: KeepSet::new(indices, group.channels).map_err(|e| with_group(e, &group.name))?,
+        });
+    }
+    Ok(PruningPlan::structured(method, None, decisions))
 }
 
 /// Applies a structured plan: every group it names loses the channels it does not keep, in every
@@ -340,6 +479,98 @@ mod tests {
         assert_eq!(k.indices(), [2]);
         let err = select_top("g", &[1.0], 0).unwrap_err();
         assert!(err.to_string().contains("`g`"), "{err}");
+    }
+
+    fn group(name: &str, channels: usize) -> ChannelGroup {
+        ChannelGroup {
+            name: name.into(),
+            channels,
+            score_tensor: format!("{name}.weight"),
+            members: vec![GroupMember::new(format!("{name}.weight"), 0)],
+        }
+    }
+
+    #[test]
+    fn precomputed_scores_rank_per_layer_and_are_checked() {
+        let groups = [group("a", 4), group("b", 3)];
+        let mut scores = crate::GroupScores::new(
+            "hrank",
+            [
+                ("a".to_string(), vec![3.0, 1.0, 2.0, 5.0]),
+                ("b".to_string(), vec![0.5, 0.1, 0.2]),
+            ],
+        );
+        let none = HashMap::new();
+        let targets = [("a".to_string(), 2), ("b".to_string(), 1)];
+        let plan =
+            select_filters_with("hrank", None, &groups, &targets, &mut scores, &none).unwrap();
+        assert_eq!(plan.groups()[0].keep.indices(), [0, 3]);
+        assert_eq!(plan.groups()[1].keep.indices(), [0]);
+        // Scores for the wrong channel count, or missing, or not finite, are errors naming the
+        // group.
+        let mut short = crate::GroupScores::new("hrank", [("a".to_string(), vec![1.0])]);
+        let err = select_filters_with("hrank", None, &groups, &targets, &mut short, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`a`") && err.contains("1"), "{err}");
+        let mut missing = crate::GroupScores::new("taylor", [("a".to_string(), vec![1.0; 4])]);
+        let err = select_filters_with("taylor", None, &groups, &targets, &mut missing, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`b`") && err.contains("taylor"), "{err}");
+        let mut nan =
+            crate::GroupScores::new("taylor", [("a".to_string(), vec![1.0, f32::NAN, 0.0, 0.0])]);
+        let err = select_filters_with("taylor", None, &groups, &targets[..1], &mut nan, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not finite"), "{err}");
+    }
+
+    #[test]
+    fn global_ranking_keeps_the_best_across_layers_with_a_floor() {
+        let groups = [group("a", 4), group("b", 4), group("c", 2)];
+        let mut scores = crate::GroupScores::new(
+            "taylor",
+            [
+                ("a".to_string(), vec![9.0, 8.0, 1.0, 7.0]),
+                ("b".to_string(), vec![0.1, 0.2, 0.3, 0.4]),
+                ("c".to_string(), vec![5.0, 6.0]),
+            ],
+        );
+        let none = HashMap::new();
+        let ranked = ["a".to_string(), "b".to_string(), "c".to_string()];
+        // 10 channels, keep 5: the five best are a0 a1 a3 c1 c0; b keeps its floor of one (b3).
+        let plan = select_global("taylor", &groups, &ranked, 0.5, 1, &mut scores, &none).unwrap();
+        let kept: Vec<(&str, Vec<usize>)> = plan
+            .groups()
+            .iter()
+            .map(|d| (d.group.as_str(), d.keep.indices().to_vec()))
+            .collect();
+        assert_eq!(kept, [("a", vec![0, 1, 3]), ("b", vec![3]), ("c", vec![1])]);
+        // Only the named groups compete; the others are left whole.
+        let plan =
+            select_global("taylor", &groups, &ranked[1..], 0.5, 1, &mut scores, &none).unwrap();
+        let kept: Vec<(&str, Vec<usize>)> = plan
+            .groups()
+            .iter()
+            .map(|d| (d.group.as_str(), d.keep.indices().to_vec()))
+            .collect();
+        // 6 channels, keep 3: c1, c0 and b3; c keeps everything and is not listed.
+        assert_eq!(kept, [("b", vec![3])]);
+        for bad in [0.0, 1.5, f64::NAN] {
+            assert!(select_global("taylor", &groups, &ranked, bad, 1, &mut scores, &none).is_err());
+        }
+        let err = select_global(
+            "taylor",
+            &groups,
+            &["z".to_string()],
+            0.5,
+            1,
+            &mut scores,
+            &none,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::UnknownGroup(_)), "{err}");
     }
 
     #[test]
