@@ -53,6 +53,7 @@ mod elementwise;
 mod env;
 mod isa;
 mod matmul;
+mod pool;
 mod simd;
 mod storage;
 
@@ -76,3 +77,4 @@ pub use conv::conv2d;
 pub use elementwise::add_relu;
 pub use env::{EnvChoice, EnvError, check_env};
 pub use isa::{ISA_VAR, Isa, detected_isa, isa, set_isa, with_isa};
+pub use pool::{max_pool2d, max_pool2d_portable};

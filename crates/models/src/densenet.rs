@@ -72,6 +72,43 @@ impl DenseNet {
     }
 }
 
+impl DenseNet {
+    /// HRank's maps as HRankPlus' `rank_generation.py` takes them, evaluation mode, detached:
+    /// a conv's output after the BatchNorm and ReLU of the layer that reads it next (the next
+    /// dense layer, the transition, or the final BatchNorm), those of its channels only; a
+    /// transition's after the average pool. In group order: stem, block 1's layers, transition
+    /// 1, ...
+    pub(crate) fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut x = self.conv1.forward(&x.detach())?.detach();
+        let mut maps = Vec::new();
+        // The latest producer's channels: the last `latest` of `x`, or all of them (`None`).
+        let mut latest: Option<usize> = None;
+        let mut take = |a: &Tensor, latest: Option<usize>| -> Result<()> {
+            let c = a.dim(1)?;
+            let w = latest.unwrap_or(c);
+            maps.push(a.narrow(1, c - w, w)?.detach());
+            Ok(())
+        };
+        for (b, layers) in self.blocks.iter().enumerate() {
+            for layer in layers {
+                let a = layer.bn1.forward_relu_t(&x, false)?;
+                take(&a, latest)?;
+                let out = layer.conv1.forward(&a)?;
+                latest = Some(out.dim(1)?);
+                x = Tensor::cat(&[&x, &out], 1)?.detach();
+            }
+            if let Some(t) = self.transitions.get(b) {
+                let a = t.bn1.forward_relu_t(&x, false)?;
+                take(&a, latest)?;
+                x = t.conv1.forward(&a)?.avg_pool2d(2)?.detach();
+                latest = None;
+            }
+        }
+        take(&self.bn.forward_relu_t(&x, false)?, latest)?;
+        Ok(maps)
+    }
+}
+
 impl ModuleT for DenseNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         // The stem conv has no BN after it: each dense layer normalises its own input.

@@ -131,6 +131,16 @@ pub(crate) fn conv_bn_relu(
     bn.forward_relu_t(&conv.forward(x)?, train)
 }
 
+/// 2x2 max pooling with PyTorch's gradient (candle's own `max_pool2d` backward scales it by the
+/// share of maxima in the window, a quarter for a single one; see [`kernels::max_pool2d`]).
+pub(crate) fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    if kernels::use_ours(x.device()) {
+        kernels::max_pool2d(x, 2)
+    } else {
+        kernels::max_pool2d_portable(x, 2)
+    }
+}
+
 /// `relu(a + b)`: the end of a residual block, one fused op on our kernels' path.
 pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if kernels::use_ours(a.device()) {

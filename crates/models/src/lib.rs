@@ -36,6 +36,7 @@ pub mod layout;
 mod model;
 pub mod pruning;
 mod resnet;
+pub mod scores;
 mod vgg;
 
 pub use checkpoint::Checkpoint;

@@ -188,6 +188,23 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Sets the named variables (running statistics, say) back to `values`, as
+    /// [`Model::tensors`] copied them.
+    pub(crate) fn restore_running_stats(&self, values: &[(String, Tensor)]) -> Result<()> {
+        let data = match self.varmap.data().lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (name, value) in values {
+            if let Some(v) = data.get(name) {
+                v.set(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Model {
     // VarMap has no Debug; the config says what the model is.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -88,6 +88,21 @@ impl ResNet {
     }
 }
 
+impl ResNet {
+    /// HRank's maps, evaluation mode, detached: each block's `relu(bn1(conv1(x)))`, the map of
+    /// its channel group (`layer{s}.{i}.conv1`), block by block.
+    pub(crate) fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut x = conv_bn_relu(&self.conv1, &self.bn1, &x.detach(), false)?.detach();
+        let mut maps = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (out, mid) = block.forward_with_mid(&x, false)?;
+            maps.push(mid.detach());
+            x = out.detach();
+        }
+        Ok(maps)
+    }
+}
+
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = conv_bn_relu(&self.conv1, &self.bn1, x, train)?;
@@ -102,8 +117,15 @@ impl ModuleT for ResNet {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = conv_bn_relu(&self.conv1, &self.bn1, x, train)?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        Ok(self.forward_with_mid(x, train)?.0)
+    }
+}
+
+impl BasicBlock {
+    /// The block's output and its first conv's map after BatchNorm and ReLU.
+    fn forward_with_mid(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let mid = conv_bn_relu(&self.conv1, &self.bn1, x, train)?;
+        let out = self.bn2.forward_t(&self.conv2.forward(&mid)?, train)?;
         let residual = match self.downsample_to {
             None => x.clone(),
             Some(planes) => {
@@ -118,6 +140,6 @@ impl ModuleT for BasicBlock {
                 pooled.pad_with_zeros(1, 0, extra)?
             }
         };
-        add_relu(&out, &residual)
+        Ok((add_relu(&out, &residual)?, mid))
     }
 }

@@ -4,7 +4,7 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::config::{VggConfig, VggItem};
-use crate::layers::{BatchNorm, Conv2d, batch_norm, conv_bn_relu, conv2d, linear};
+use crate::layers::{BatchNorm, Conv2d, batch_norm, conv_bn_relu, conv2d, linear, max_pool2};
 
 /// A CIFAR VGG built from a [`VggConfig`].
 #[derive(Clone, Debug)]
@@ -72,13 +72,31 @@ impl Vgg {
         for f in &self.features {
             x = match f {
                 Feature::ConvBnRelu(conv, bn) => conv_bn_relu(conv, bn, &x, train)?,
-                Feature::MaxPool => x.max_pool2d(2)?,
+                Feature::MaxPool => max_pool2(&x)?,
             };
             if detach {
                 x = x.detach();
             }
         }
         Ok(x)
+    }
+
+    /// HRank's maps, evaluation mode, detached: every conv's output after its BatchNorm and ReLU
+    /// (the map of its channel group `feature.{idx}`), conv by conv.
+    pub(crate) fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut x = x.detach();
+        let mut maps = Vec::new();
+        for f in &self.features {
+            x = match f {
+                Feature::ConvBnRelu(conv, bn) => {
+                    let y = conv_bn_relu(conv, bn, &x, false)?.detach();
+                    maps.push(y.clone());
+                    y
+                }
+                Feature::MaxPool => max_pool2(&x)?,
+            };
+        }
+        Ok(maps)
     }
 
     /// The final pool and the classifier.
