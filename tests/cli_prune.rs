@@ -599,3 +599,96 @@ fn ratio_on_chosen_layers_prunes_those_alone() {
     ]);
     assert!(!e.status.success());
 }
+
+/// `--method hrank` and `taylor` score on `--dataset` (real IDX bytes written by the datasets
+/// crate's fixture writer), keep PFEC's per-layer counts, and refuse to run without data or with
+/// a dataset that does not fit the model.
+#[test]
+fn hrank_and_taylor_score_on_a_dataset_with_pfec_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bars");
+    std::fs::create_dir_all(&data).unwrap();
+    datasets::fixtures::write_bars(&data, 40, 8).unwrap();
+    for method in ["hrank", "taylor"] {
+        let out = dir.path().join(method);
+        let v = json(&[
+            "prune",
+            "--arch",
+            "resnet20",
+            "--in-channels",
+            "1",
+            "--method",
+            method,
+            "--ratio",
+            "0.5",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            s(&data),
+            "--score-batches",
+            "2",
+            "--score-batch-size",
+            "8",
+            "--out",
+            s(&out),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(v["method"], method, "{v}");
+        assert_eq!(v["version"], "ratio=0.5", "{v}");
+        let model = Model::load(&out, &Device::Cpu).unwrap();
+        let ModelConfig::ResNet(r) = model.config() else {
+            panic!("not a ResNet")
+        };
+        assert_eq!(r.block_widths, [8, 8, 8, 16, 16, 16, 32, 32, 32]);
+        fails_on_one_line(
+            &[
+                "prune",
+                "--arch",
+                "resnet20",
+                "--method",
+                method,
+                "--ratio",
+                "0.5",
+                "--out",
+                s(&dir.path().join("none")),
+            ],
+            "--dataset",
+        );
+        // Three input channels against Fashion-MNIST's one.
+        fails_on_one_line(
+            &[
+                "prune",
+                "--arch",
+                "resnet20",
+                "--method",
+                method,
+                "--ratio",
+                "0.5",
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                s(&data),
+                "--out",
+                s(&dir.path().join("bad")),
+            ],
+            "channels",
+        );
+    }
+    fails_on_one_line(
+        &[
+            "prune",
+            "--arch",
+            "resnet20",
+            "--method",
+            "pfec",
+            "--ratio",
+            "0.5",
+            "--dataset",
+            "fashion-mnist",
+            "--out",
+            s(&dir.path().join("p")),
+        ],
+        "--dataset applies to hrank and taylor",
+    );
+}

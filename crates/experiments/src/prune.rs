@@ -17,8 +17,9 @@ use candle_core::{DType, Tensor};
 use models::{Layer, Model, ModelConfig};
 use prune_core::{
     FilterSaliency, MASKS_FILE, Masks, PfecVersion, PruningPlan, WeightSaliency, global_threshold,
-    keep_count, select_filters,
+    keep_count, select_filters, select_filters_with,
 };
+use train::ExperimentSpec;
 use train::run::write_atomic;
 
 use crate::provenance::{ORIGIN_FILE, write_origin};
@@ -92,8 +93,61 @@ pub enum Pruning {
         /// The fraction of conv weights removed, in `[0, 1)`.
         sparsity: f64,
     },
+    /// Remove whole filters ranked by a criterion computed on training images (HRank, Taylor):
+    /// the request's [`PruneRequest::data`] says which.
+    Scored {
+        /// The criterion.
+        criterion: DataCriterion,
+        /// How many filters.
+        amount: FilterAmount,
+        /// The batches it is computed on.
+        scoring: Scoring,
+    },
     /// Apply a structured plan made earlier (possibly edited by hand).
     Plan(PruningPlan),
+}
+
+/// A filter criterion computed from the model's response to data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCriterion {
+    /// HRank (Lin et al. 2020): the mean rank of each filter's feature maps
+    /// ([`models::scores::hrank_scores`]).
+    Hrank,
+    /// First-order Taylor on the BatchNorm after each filter (Molchanov et al. 2019,
+    /// [`models::scores::taylor_scores`]); ResNets and VGG.
+    Taylor,
+}
+
+impl DataCriterion {
+    /// `hrank` or `taylor`, the method name a plan records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hrank => "hrank",
+            Self::Taylor => "taylor",
+        }
+    }
+}
+
+/// The training batches a data criterion is computed on ([`train::engine::scoring_batches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scoring {
+    /// How many batches.
+    pub batches: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// The seed of their order and augmentation.
+    pub seed: u64,
+}
+
+impl Scoring {
+    /// HRank's reference: the first 5 shuffled batches of 128 augmented training images.
+    pub fn hrank(seed: u64) -> Self {
+        Self {
+            batches: models::scores::HRANK_BATCHES,
+            batch_size: models::scores::HRANK_BATCH_SIZE,
+            seed,
+        }
+    }
 }
 
 impl Pruning {
@@ -128,6 +182,7 @@ impl Pruning {
                 WeightSaliency::Random { .. } => "random-weight",
             }
             .to_string(),
+            Self::Scored { criterion, .. } => criterion.name().to_string(),
             Self::Plan(plan) => plan.method.clone(),
         }
     }
@@ -166,6 +221,21 @@ impl Pruning {
                 unit("pruning ratio", *ratio)
             }
             Self::Filters { .. } => Ok(()),
+            Self::Scored {
+                amount, scoring, ..
+            } => {
+                if scoring.batches == 0 || scoring.batch_size == 0 {
+                    return Err(Error::Config(format!(
+                        "{}: score on at least one batch of at least one image",
+                        self.method()
+                    )));
+                }
+                let as_filters = Self::Filters {
+                    saliency: FilterSaliency::L1,
+                    amount: amount.clone(),
+                };
+                as_filters.check()
+            }
             Self::Weights { sparsity, .. } => unit("sparsity", *sparsity),
             Self::Plan(plan) if !plan.is_structured() => {
                 Err(prune_core::Error::NotStructured(plan.method.clone()).into())
@@ -196,6 +266,18 @@ impl fmt::Display for Pruning {
                 }
                 Ok(())
             }
+            Self::Scored {
+                amount, scoring, ..
+            } => {
+                if let Some(text) = amount.text() {
+                    write!(f, ":{text}")?;
+                }
+                write!(
+                    f,
+                    ":batches={}x{}:seed={}",
+                    scoring.batches, scoring.batch_size, scoring.seed
+                )
+            }
             Self::Weights { saliency, sparsity } => {
                 write!(f, ":sparsity={sparsity}")?;
                 if let WeightSaliency::Random { seed } = saliency {
@@ -225,6 +307,9 @@ pub struct PruneRequest<'a> {
     pub source: Option<&'a Path>,
     /// Write `plan.json` only.
     pub plan_only: bool,
+    /// The data a [`Pruning::Scored`] criterion is computed on: the dataset, split and
+    /// augmentation of this spec (its model and schedule are not used).
+    pub data: Option<&'a ExperimentSpec>,
 }
 
 /// What pruning did.
@@ -343,6 +428,57 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
                 &tensors,
             )?)
         }
+        Pruning::Scored {
+            criterion,
+            amount,
+            scoring,
+        } => {
+            let Some(spec) = req.data else {
+                return Err(Error::Config(format!(
+                    "{} scores filters on training images: give the dataset (prunebench prune --dataset NAME), or prune a training run's directory",
+                    criterion.name()
+                )));
+            };
+            let shape = spec.dataset.shape();
+            if config.in_channels() != shape.channels
+                || config.num_classes() != spec.dataset.num_classes()
+            {
+                return Err(Error::Config(format!(
+                    "{}: the model takes {} channels and {} classes, {} has {} and {}",
+                    criterion.name(),
+                    config.in_channels(),
+                    config.num_classes(),
+                    spec.dataset,
+                    shape.channels,
+                    spec.dataset.num_classes()
+                )));
+            }
+            let targets = filter_targets(&config, amount)?;
+            let batches = train::engine::scoring_batches(
+                spec,
+                scoring.batches,
+                scoring.batch_size,
+                scoring.seed,
+                model.device(),
+            )?;
+            let mut scores = match criterion {
+                DataCriterion::Hrank => {
+                    models::scores::hrank_scores(model, batches.into_iter().map(|(x, _)| Ok(x)))?
+                }
+                DataCriterion::Taylor => {
+                    models::scores::taylor_scores(model, batches.into_iter().map(Ok))?
+                }
+            };
+            let version = amount.text();
+            Some(select_filters_with(
+                &req.how.method(),
+                version.as_deref(),
+                &config.channel_groups(),
+                &targets,
+                &mut scores,
+                &tensors,
+            )?)
+        }
         Pruning::Weights { .. } => None,
     };
     let mut outcome = if let Some(plan) = structured_plan {
@@ -411,17 +547,29 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
 }
 
 /// Loads the model a checkpoint path stands for (a run directory's best-val model) and prunes
-/// it into `out`, recording the path in `origin.json`.
+/// it into `out`, recording the path in `origin.json`. A data criterion ([`Pruning::Scored`])
+/// scores on the data of the run's own spec.
 pub fn prune_checkpoint(checkpoint: &Path, how: &Pruning, out: &Path) -> Result<PruneOutcome> {
     how.check()?;
     let (model, _) = train::engine::load_model(checkpoint, &candle_core::Device::Cpu)?;
+    let spec = run_spec(checkpoint)?;
     let req = PruneRequest {
         how,
         out,
         source: Some(checkpoint),
         plan_only: false,
+        data: spec.as_ref(),
     };
     prune_model(&model, &req)
+}
+
+/// The spec of the training run `path` is the directory of, if it is one.
+pub fn run_spec(path: &Path) -> Result<Option<ExperimentSpec>> {
+    let file = train::run::RunDir::new(path).spec();
+    if !file.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(train::run::read_json(&file)?))
 }
 
 /// Parameters and multiply-adds counting only non-zero conv weights (times each conv's output

@@ -17,6 +17,7 @@ fn request<'a>(how: &'a Pruning, out: &'a std::path::Path) -> PruneRequest<'a> {
         out,
         source: None,
         plan_only: false,
+        data: None,
     }
 }
 
@@ -112,4 +113,80 @@ fn any_resnet_prunes_by_a_ratio_and_a_version_says_so() {
     assert_eq!(pruned.config(), &outcome.config_after);
     assert!(outcome.config_after.flops() < model.config().flops());
     assert_eq!(outcome.plan.version.as_deref(), Some("ratio=0.5"));
+}
+
+/// HRank and Taylor through the request type: scored on the spec's training batches, refused
+/// without data, recorded with their batches in the canonical text; HRank keeps the filters
+/// whose maps have the highest mean rank on exactly those batches.
+#[test]
+fn data_criteria_score_on_the_specs_training_batches() {
+    use experiments::prune::{DataCriterion, Scoring};
+    let tmp = tempfile::tempdir().unwrap();
+    datasets::fixtures::write_bars(tmp.path(), 40, 8).unwrap();
+    let model = resnet20();
+    let mut spec = experiments::ExperimentSpec::paper(
+        datasets::DatasetKind::FashionMnist,
+        model.config().clone(),
+    );
+    spec.data_dir = Some(tmp.path().to_path_buf());
+    let scoring = Scoring {
+        batches: 2,
+        batch_size: 8,
+        seed: 1,
+    };
+    for criterion in [DataCriterion::Hrank, DataCriterion::Taylor] {
+        let how = Pruning::Scored {
+            criterion,
+            amount: FilterAmount::Ratio(0.5),
+            scoring,
+        };
+        let name = criterion.name();
+        assert_eq!(
+            how.to_string(),
+            format!("{name}:ratio=0.5:batches=2x8:seed=1")
+        );
+        let out = tmp.path().join(name);
+        let err = prune_model(&model, &request(&how, &out))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(name) && err.contains("--dataset"), "{err}");
+        assert!(!out.exists(), "a refused request writes nothing");
+        let req = PruneRequest {
+            data: Some(&spec),
+            ..request(&how, &out)
+        };
+        let outcome = prune_model(&model, &req).unwrap();
+        assert_eq!(outcome.plan.method, name);
+        let ModelConfig::ResNet(after) = &outcome.config_after else {
+            panic!("a ResNet stays a ResNet");
+        };
+        assert!(
+            after
+                .block_widths
+                .iter()
+                .all(|&w| w == 8 || w == 16 || w == 32)
+        );
+        assert!(out.join("model.safetensors").exists());
+        if criterion == DataCriterion::Hrank {
+            let batches = train::engine::scoring_batches(&spec, 2, 8, 1, &Device::Cpu).unwrap();
+            let scores =
+                models::scores::hrank_scores(&model, batches.into_iter().map(|(x, _)| Ok(x)))
+                    .unwrap();
+            for d in outcome.plan.groups() {
+                let want = prune_core::select_top(&d.group, &scores.scores[&d.group], d.keep.len())
+                    .unwrap();
+                assert_eq!(d.keep, want, "{}", d.group);
+            }
+        }
+    }
+    // Zero batches are refused before any work.
+    let how = Pruning::Scored {
+        criterion: DataCriterion::Hrank,
+        amount: FilterAmount::Ratio(0.5),
+        scoring: Scoring {
+            batches: 0,
+            ..scoring
+        },
+    };
+    assert!(how.check().is_err());
 }

@@ -602,6 +602,42 @@ pub fn evaluate(
     })
 }
 
+/// Batches for a data-dependent pruning criterion (HRank, Taylor): the first `batches` batches of
+/// `batch_size` images of `spec`'s training split (after its validation split and
+/// `limit_train`), in the order an epoch of seed `seed` shuffles it, augmented as that epoch
+/// would be, as images and class indices on `device`. HRank's reference takes its first 5
+/// shuffled, augmented training batches of 128 the same way. Fewer batches come back where the
+/// split holds fewer images.
+pub fn scoring_batches(
+    spec: &ExperimentSpec,
+    batches: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    if batches == 0 || batch_size == 0 {
+        return Err(Error::Config(
+            "scoring needs at least one batch of at least one image".into(),
+        ));
+    }
+    let data = prepare(spec)?;
+    let order = epoch_order(data.train.len(), seed, 0);
+    let key = AugmentKey { seed, epoch: 0 };
+    order
+        .chunks(batch_size)
+        .take(batches)
+        .map(|indices| {
+            let batch = assemble(
+                &data.train,
+                indices,
+                &data.normalize,
+                Some((spec.augment, key)),
+            );
+            to_tensors(&batch, device)
+        })
+        .collect()
+}
+
 /// Loads the model a checkpoint path stands for (see [`resolve_model_dir`]).
 pub fn load_model(path: &Path, device: &Device) -> Result<(Model, PathBuf)> {
     let dir = resolve_model_dir(path)?;

@@ -1,12 +1,15 @@
-//! `prunebench prune`: prune a checkpoint (or a freshly initialised model) with PFEC, magnitude
-//! weight pruning or a random control, and write the pruned checkpoint and its plan.
+//! `prunebench prune`: prune a checkpoint (or a freshly initialised model) with PFEC, HRank,
+//! Taylor, magnitude weight pruning or a random control, and write the pruned checkpoint and its
+//! plan.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::ValueEnum;
-use experiments::prune::{FilterAmount, PruneRequest, Pruning, prune_model};
+use experiments::prune::{
+    DataCriterion, FilterAmount, PruneRequest, Pruning, Scoring, prune_model,
+};
 use models::{Model, ModelConfig};
 use prune_core::{FilterSaliency, PfecVersion, PruningPlan, WeightSaliency};
 use serde::Serialize;
@@ -22,8 +25,13 @@ use crate::output::{print_json, print_line};
     prunebench prune --arch resnet110 --method random-filter --version B --seed 1 --out rand/\n  \
     prunebench prune --checkpoint runs/r20 --method pfec --ratio 0.5 --out half/\n  \
     prunebench prune --checkpoint runs/r56 --method pfec --ratio 0.6 --layers layer1,layer2.0 --out early/\n  \
-    prunebench prune --checkpoint runs/r56 --plan pruned/plan.json --out pruned/\n\n\
+    prunebench prune --checkpoint runs/r56 --plan pruned/plan.json --out pruned/\n  \
+    prunebench prune --checkpoint runs/r56 --method hrank --ratio 0.5 --out hrank/\n  \
+    prunebench prune --checkpoint model/ --method taylor --version B --dataset fashion-mnist --out taylor/\n\n\
     PFEC versions: resnet56 and resnet110 A|B; vgg16 has a single version (no --version).\n\
+    hrank and taylor score filters on training images: the first --score-batches shuffled, augmented\n\
+    batches of --score-batch-size images (HRank's reference: 5 x 128), order and augmentation from --seed,\n\
+    from the training run's own data when --checkpoint is a run directory, else from --dataset.\n\
     Any architecture: --ratio R removes int-rounded R of every layer's filters (keep = int(n (1 - R)));\n\
     --layers restricts it to the channel groups named (or prefixed) there. `prunebench model info ARCH`\n\
     lists the groups (ResNet: each block's first conv, layerS.B.conv1; VGG: feature.N; DenseNet: every conv\n\
@@ -79,9 +87,22 @@ pub struct Args {
     /// The fraction of conv weights to remove, in [0, 1), for mwp and random-weight.
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     sparsity: Option<f64>,
-    /// The seed of the random scores (random-filter, random-weight).
+    /// The seed of the random scores (random-filter, random-weight), or of the scoring batches'
+    /// order and augmentation (hrank, taylor; default 1).
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
+    /// hrank, taylor: the dataset to score on (default: the checkpoint's training run's).
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+    /// hrank, taylor: the folder holding --dataset.
+    #[arg(long, value_name = "DIR", requires = "dataset")]
+    data_dir: Option<PathBuf>,
+    /// hrank, taylor: how many training batches to score on.
+    #[arg(long, value_name = "N", default_value_t = models::scores::HRANK_BATCHES)]
+    score_batches: usize,
+    /// hrank, taylor: images per scoring batch.
+    #[arg(long, value_name = "N", default_value_t = models::scores::HRANK_BATCH_SIZE)]
+    score_batch_size: usize,
     /// The output directory: model.safetensors, config.json, plan.json (+ masks.safetensors).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -103,11 +124,24 @@ enum Method {
     Mwp,
     /// Conv weights with seeded random scores below one global threshold, masked.
     RandomWeight,
+    /// Filters whose feature maps have the lowest mean rank on training images, per layer
+    /// (HRank, Lin et al. 2020).
+    Hrank,
+    /// Filters with the smallest first-order Taylor score at their BatchNorm on training
+    /// images, per layer (Molchanov et al. 2019); ResNets and VGG.
+    Taylor,
 }
 
 impl Method {
     fn structured(self) -> bool {
-        matches!(self, Self::Pfec | Self::RandomFilter)
+        matches!(
+            self,
+            Self::Pfec | Self::RandomFilter | Self::Hrank | Self::Taylor
+        )
+    }
+
+    fn scored(self) -> bool {
+        matches!(self, Self::Hrank | Self::Taylor)
     }
 
     fn name(self) -> &'static str {
@@ -116,27 +150,43 @@ impl Method {
             Self::RandomFilter => "random-filter",
             Self::Mwp => "mwp",
             Self::RandomWeight => "random-weight",
+            Self::Hrank => "hrank",
+            Self::Taylor => "taylor",
         }
     }
 
     /// The library's request for this method and the flags.
     fn request(self, args: &Args, version: Option<PfecVersion>) -> Result<Pruning> {
         let seed = args.seed.unwrap_or(1);
+        let amount = match (args.ratio, &args.layers) {
+            (Some(ratio), Some(layers)) => FilterAmount::RatioOf {
+                ratio,
+                layers: layers.iter().map(|l| l.trim().to_string()).collect(),
+            },
+            (Some(r), None) => FilterAmount::Ratio(r),
+            (None, _) => FilterAmount::Version(version),
+        };
         Ok(match self {
+            Self::Hrank | Self::Taylor => Pruning::Scored {
+                criterion: if self == Self::Hrank {
+                    DataCriterion::Hrank
+                } else {
+                    DataCriterion::Taylor
+                },
+                amount,
+                scoring: Scoring {
+                    batches: args.score_batches,
+                    batch_size: args.score_batch_size,
+                    seed,
+                },
+            },
             Self::Pfec | Self::RandomFilter => Pruning::Filters {
                 saliency: if self == Self::Pfec {
                     FilterSaliency::L1
                 } else {
                     FilterSaliency::Random { seed }
                 },
-                amount: match (args.ratio, &args.layers) {
-                    (Some(ratio), Some(layers)) => FilterAmount::RatioOf {
-                        ratio,
-                        layers: layers.iter().map(|l| l.trim().to_string()).collect(),
-                    },
-                    (Some(r), None) => FilterAmount::Ratio(r),
-                    (None, _) => FilterAmount::Version(version),
-                },
+                amount,
             },
             Self::Mwp | Self::RandomWeight => {
                 let Some(sparsity) = args.sparsity else {
@@ -209,8 +259,22 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(method)) => method.request(&args, version)?,
         (None, None) => bail!("give --method or --plan FILE"),
     };
+    // hrank and taylor score on training images: the run's own data, or --dataset.
+    let data = match (&args.dataset, &resolved) {
+        (Some(name), _) => {
+            let kind: datasets::DatasetKind = name.parse()?;
+            let mut spec = train::ExperimentSpec::paper(kind, model.config().clone());
+            spec.data_dir = args.data_dir.clone();
+            Some(spec)
+        }
+        (None, Some((path, _))) if matches!(how, Pruning::Scored { .. }) => {
+            experiments::prune::run_spec(path)?
+        }
+        _ => None,
+    };
     let request = PruneRequest {
         how: &how,
+        data: data.as_ref(),
         out: &args.out,
         // Where the weights came from, with the run's spec: retraining reads the dataset and
         // the original schedule (for LRW and FT) from it.
@@ -251,7 +315,13 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
     }
     if !method.structured() && (args.version.is_some() || args.ratio.is_some()) {
         bail!(
-            "--version and --ratio apply to pfec and random-filter, not {}",
+            "--version and --ratio apply to pfec, random-filter, hrank and taylor, not {}",
+            method.name()
+        );
+    }
+    if !method.scored() && args.dataset.is_some() {
+        bail!(
+            "--dataset applies to hrank and taylor (they score on training images), not {}",
             method.name()
         );
     }
