@@ -17,7 +17,7 @@ use candle_core::{DType, Tensor};
 use models::{Layer, Model, ModelConfig};
 use prune_core::{
     FilterSaliency, MASKS_FILE, Masks, PfecVersion, PruningPlan, WeightSaliency, global_threshold,
-    keep_count, select_filters, select_filters_with,
+    keep_count, select_filters, select_filters_with, select_global,
 };
 use train::ExperimentSpec;
 use train::run::write_atomic;
@@ -102,6 +102,8 @@ pub enum Pruning {
         amount: FilterAmount,
         /// The batches it is computed on.
         scoring: Scoring,
+        /// Per layer, or one ranking across the layers (a ratio amount only).
+        ranking: Ranking,
     },
     /// Apply a structured plan made earlier (possibly edited by hand).
     Plan(PruningPlan),
@@ -126,6 +128,18 @@ impl DataCriterion {
             Self::Taylor => "taylor",
         }
     }
+}
+
+/// How a criterion's scores choose the filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ranking {
+    /// Each channel group keeps its own count (PFEC's, or `int(n (1 - ratio))`).
+    #[default]
+    PerLayer,
+    /// The channels of every selected group compete on one scale and `1 - ratio` of them stay
+    /// ([`prune_core::select_global`]), each group keeping at least one: Molchanov et al.'s
+    /// global ranking.
+    Global,
 }
 
 /// The training batches a data criterion is computed on ([`train::engine::scoring_batches`]).
@@ -222,8 +236,17 @@ impl Pruning {
             }
             Self::Filters { .. } => Ok(()),
             Self::Scored {
-                amount, scoring, ..
+                amount,
+                scoring,
+                ranking,
+                ..
             } => {
+                if *ranking == Ranking::Global && amount.ratio().is_none() {
+                    return Err(Error::Config(format!(
+                        "{}: a global ranking keeps a fraction of all filters: give --ratio, not a PFEC version",
+                        self.method()
+                    )));
+                }
                 if scoring.batches == 0 || scoring.batch_size == 0 {
                     return Err(Error::Config(format!(
                         "{}: score on at least one batch of at least one image",
@@ -267,10 +290,16 @@ impl fmt::Display for Pruning {
                 Ok(())
             }
             Self::Scored {
-                amount, scoring, ..
+                amount,
+                scoring,
+                ranking,
+                ..
             } => {
                 if let Some(text) = amount.text() {
                     write!(f, ":{text}")?;
+                }
+                if *ranking == Ranking::Global {
+                    write!(f, ":global")?;
                 }
                 write!(
                     f,
@@ -432,6 +461,7 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
             criterion,
             amount,
             scoring,
+            ranking,
         } => {
             let Some(spec) = req.data else {
                 return Err(Error::Config(format!(
@@ -453,7 +483,22 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
                     spec.dataset.num_classes()
                 )));
             }
-            let targets = filter_targets(&config, amount)?;
+            // Per layer the counts; globally the groups that compete (every selected one).
+            let targets = match ranking {
+                Ranking::PerLayer => filter_targets(&config, amount)?,
+                Ranking::Global => {
+                    let layers = match amount {
+                        FilterAmount::RatioOf { layers, .. } => Some(layers),
+                        _ => None,
+                    };
+                    config
+                        .channel_groups()
+                        .into_iter()
+                        .filter(|g| layers.is_none_or(|l| selects(l, &g.name)))
+                        .map(|g| (g.name, g.channels))
+                        .collect()
+                }
+            };
             let batches = train::engine::scoring_batches(
                 spec,
                 scoring.batches,
@@ -470,14 +515,32 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
                 }
             };
             let version = amount.text();
-            Some(select_filters_with(
-                &req.how.method(),
-                version.as_deref(),
-                &config.channel_groups(),
-                &targets,
-                &mut scores,
-                &tensors,
-            )?)
+            let groups = config.channel_groups();
+            Some(match ranking {
+                Ranking::PerLayer => select_filters_with(
+                    &req.how.method(),
+                    version.as_deref(),
+                    &groups,
+                    &targets,
+                    &mut scores,
+                    &tensors,
+                )?,
+                Ranking::Global => {
+                    let names: Vec<String> = targets.into_iter().map(|(g, _)| g).collect();
+                    let ratio = amount.ratio().unwrap_or(0.0);
+                    let mut plan = select_global(
+                        &req.how.method(),
+                        &groups,
+                        &names,
+                        1.0 - ratio,
+                        1,
+                        &mut scores,
+                        &tensors,
+                    )?;
+                    plan.version = version.map(|v| format!("{v}:global"));
+                    plan
+                }
+            })
         }
         Pruning::Weights { .. } => None,
     };

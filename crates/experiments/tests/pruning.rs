@@ -120,7 +120,7 @@ fn any_resnet_prunes_by_a_ratio_and_a_version_says_so() {
 /// whose maps have the highest mean rank on exactly those batches.
 #[test]
 fn data_criteria_score_on_the_specs_training_batches() {
-    use experiments::prune::{DataCriterion, Scoring};
+    use experiments::prune::{DataCriterion, Ranking, Scoring};
     let tmp = tempfile::tempdir().unwrap();
     datasets::fixtures::write_bars(tmp.path(), 40, 8).unwrap();
     let model = resnet20();
@@ -139,6 +139,7 @@ fn data_criteria_score_on_the_specs_training_batches() {
             criterion,
             amount: FilterAmount::Ratio(0.5),
             scoring,
+            ranking: Ranking::PerLayer,
         };
         let name = criterion.name();
         assert_eq!(
@@ -179,14 +180,61 @@ fn data_criteria_score_on_the_specs_training_batches() {
             }
         }
     }
-    // Zero batches are refused before any work.
+    // Globally: half of all the ranked filters stay, layers keep different counts, and the
+    // kept filters are the best half on one scale.
     let how = Pruning::Scored {
-        criterion: DataCriterion::Hrank,
-        amount: FilterAmount::Ratio(0.5),
-        scoring: Scoring {
-            batches: 0,
-            ..scoring
+        criterion: DataCriterion::Taylor,
+        amount: FilterAmount::RatioOf {
+            ratio: 0.5,
+            layers: vec!["layer1".into(), "layer3".into()],
         },
+        scoring,
+        ranking: Ranking::Global,
     };
-    assert!(how.check().is_err());
+    assert_eq!(
+        how.to_string(),
+        "taylor:ratio=0.5:layers=layer1+layer3:global:batches=2x8:seed=1"
+    );
+    let out = tmp.path().join("global");
+    let req = PruneRequest {
+        data: Some(&spec),
+        ..request(&how, &out)
+    };
+    let outcome = prune_model(&model, &req).unwrap();
+    let kept: usize = outcome.plan.groups().iter().map(|d| d.keep.len()).sum();
+    let whole: usize = 3 * 16 + 3 * 64;
+    let listed: usize = outcome
+        .plan
+        .groups()
+        .iter()
+        .map(|d| d.keep.channels())
+        .sum();
+    assert_eq!(kept + (whole - listed), whole / 2, "{:?}", outcome.plan);
+    assert!(
+        outcome
+            .plan
+            .groups()
+            .iter()
+            .all(|d| !d.group.starts_with("layer2"))
+    );
+    // Zero batches, or a global ranking to a PFEC version, are refused before any work.
+    for how in [
+        Pruning::Scored {
+            criterion: DataCriterion::Hrank,
+            amount: FilterAmount::Ratio(0.5),
+            scoring: Scoring {
+                batches: 0,
+                ..scoring
+            },
+            ranking: Ranking::PerLayer,
+        },
+        Pruning::Scored {
+            criterion: DataCriterion::Hrank,
+            amount: FilterAmount::Version(None),
+            scoring,
+            ranking: Ranking::Global,
+        },
+    ] {
+        assert!(how.check().is_err(), "{how}");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::ValueEnum;
 use experiments::prune::{
-    DataCriterion, FilterAmount, PruneRequest, Pruning, Scoring, prune_model,
+    DataCriterion, FilterAmount, PruneRequest, Pruning, Ranking, Scoring, prune_model,
 };
 use models::{Model, ModelConfig};
 use prune_core::{FilterSaliency, PfecVersion, PruningPlan, WeightSaliency};
@@ -100,6 +100,11 @@ pub struct Args {
     /// hrank, taylor: how many training batches to score on.
     #[arg(long, value_name = "N", default_value_t = models::scores::HRANK_BATCHES)]
     score_batches: usize,
+    /// hrank, taylor, with --ratio: rank the filters of all the groups (or those of --layers)
+    /// together and keep 1 - R of them, each group keeping at least one, instead of R of every
+    /// group's.
+    #[arg(long, requires = "ratio")]
+    global: bool,
     /// hrank, taylor: images per scoring batch.
     #[arg(long, value_name = "N", default_value_t = models::scores::HRANK_BATCH_SIZE)]
     score_batch_size: usize,
@@ -178,6 +183,11 @@ impl Method {
                     batches: args.score_batches,
                     batch_size: args.score_batch_size,
                     seed,
+                },
+                ranking: if args.global {
+                    Ranking::Global
+                } else {
+                    Ranking::PerLayer
                 },
             },
             Self::Pfec | Self::RandomFilter => Pruning::Filters {
@@ -316,6 +326,12 @@ fn check_flags(args: &Args, method: Method) -> Result<()> {
     if !method.structured() && (args.version.is_some() || args.ratio.is_some()) {
         bail!(
             "--version and --ratio apply to pfec, random-filter, hrank and taylor, not {}",
+            method.name()
+        );
+    }
+    if !method.scored() && args.global {
+        bail!(
+            "--global applies to hrank and taylor, not {}",
             method.name()
         );
     }
