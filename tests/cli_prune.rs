@@ -298,7 +298,7 @@ fn a_ratio_applies_to_filter_methods_only() {
             "--out",
             s(&dir.path().join("x")),
         ],
-        "--ratio apply to pfec and random-filter",
+        "--ratio apply to pfec, random-filter, hrank and taylor",
     );
 }
 

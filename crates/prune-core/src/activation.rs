@@ -92,6 +92,40 @@ pub fn matrix_rank(a: &[f32], rows: usize, cols: usize) -> usize {
     s.iter().filter(|&&v| v > tol).count()
 }
 
+/// Per group, a running sum per channel and the count of what was summed (images or batches).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Sums {
+    groups: BTreeMap<String, (Vec<f64>, usize)>,
+}
+
+impl Sums {
+    /// `group`'s sums, created for `c` channels; an error if earlier additions had another count.
+    fn slot(&mut self, group: &str, c: usize) -> Result<&mut (Vec<f64>, usize)> {
+        let slot = self
+            .groups
+            .entry(group.to_string())
+            .or_insert_with(|| (vec![0.0; c], 0));
+        if slot.0.len() != c {
+            return Err(Error::Scores {
+                group: group.to_string(),
+                reason: format!("a batch of {c} channels after batches of {}", slot.0.len()),
+            });
+        }
+        Ok(slot)
+    }
+
+    /// The sums divided by their counts, as `criterion`'s scores.
+    fn means(&self, criterion: &str) -> GroupScores {
+        GroupScores::new(
+            criterion,
+            self.groups.iter().map(|(g, (sums, n))| {
+                let n = (*n).max(1) as f64;
+                (g.clone(), sums.iter().map(|s| (s / n) as f32).collect())
+            }),
+        )
+    }
+}
+
 /// HRank's filter scores: per channel of a group, the mean over images of the rank of the
 /// channel's feature map. The reference (`rank_generation.py` of HRankPlus) hooks the ReLU after
 /// each pruned conv's BatchNorm, runs the model in evaluation mode on the first 5 batches of 128
@@ -100,7 +134,7 @@ pub fn matrix_rank(a: &[f32], rows: usize, cols: usize) -> usize {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RankAccumulator {
     /// Per group, the sum of ranks per channel and the images summed.
-    groups: BTreeMap<String, (Vec<f64>, usize)>,
+    sums: Sums,
 }
 
 impl RankAccumulator {
@@ -124,16 +158,7 @@ impl RankAccumulator {
             .par_chunks(h * w)
             .map(|map| matrix_rank(map, h, w))
             .collect();
-        let (sums, images) = self
-            .groups
-            .entry(group.to_string())
-            .or_insert_with(|| (vec![0.0; c], 0));
-        if sums.len() != c {
-            return Err(Error::Scores {
-                group: group.to_string(),
-                reason: format!("a batch of {c} channels after batches of {}", sums.len()),
-            });
-        }
+        let (sums, images) = self.sums.slot(group, c)?;
         for image in ranks.chunks_exact(c) {
             for (s, &r) in sums.iter_mut().zip(image) {
                 *s += r as f64;
@@ -145,18 +170,12 @@ impl RankAccumulator {
 
     /// Images seen for `group` so far.
     pub fn images(&self, group: &str) -> usize {
-        self.groups.get(group).map_or(0, |(_, n)| *n)
+        self.sums.groups.get(group).map_or(0, |(_, n)| *n)
     }
 
     /// The mean rank per channel of every group seen.
     pub fn scores(&self) -> GroupScores {
-        GroupScores::new(
-            "hrank",
-            self.groups.iter().map(|(g, (sums, n))| {
-                let n = (*n).max(1) as f64;
-                (g.clone(), sums.iter().map(|s| (s / n) as f32).collect())
-            }),
-        )
+        self.sums.means("hrank")
     }
 }
 
@@ -168,7 +187,8 @@ impl RankAccumulator {
 /// "averaged" criterion before its momentum across pruning iterations.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaylorAccumulator {
-    groups: BTreeMap<String, (Vec<f64>, usize)>,
+    /// Per group, the sum of the criterion per channel and the batches summed.
+    sums: Sums,
 }
 
 impl TaylorAccumulator {
@@ -201,16 +221,7 @@ impl TaylorAccumulator {
                 ),
             });
         }
-        let (sums, batches) = self
-            .groups
-            .entry(group.to_string())
-            .or_insert_with(|| (vec![0.0; c], 0));
-        if sums.len() != c {
-            return Err(Error::Scores {
-                group: group.to_string(),
-                reason: format!("a batch of {c} channels after batches of {}", sums.len()),
-            });
-        }
+        let (sums, batches) = self.sums.slot(group, c)?;
         for (i, s) in sums.iter_mut().enumerate() {
             let t = f64::from(g[i]) * f64::from(dg[i]) + f64::from(b[i]) * f64::from(db[i]);
             *s += t * t;
@@ -221,13 +232,7 @@ impl TaylorAccumulator {
 
     /// The mean criterion per channel of every group seen.
     pub fn scores(&self) -> GroupScores {
-        GroupScores::new(
-            "taylor",
-            self.groups.iter().map(|(g, (sums, n))| {
-                let n = (*n).max(1) as f64;
-                (g.clone(), sums.iter().map(|s| (s / n) as f32).collect())
-            }),
-        )
+        self.sums.means("taylor")
     }
 }
 
