@@ -153,17 +153,6 @@ pub struct Scoring {
     pub seed: u64,
 }
 
-impl Scoring {
-    /// HRank's reference: the first 5 shuffled batches of 128 augmented training images.
-    pub fn hrank(seed: u64) -> Self {
-        Self {
-            batches: models::scores::HRANK_BATCHES,
-            batch_size: models::scores::HRANK_BATCH_SIZE,
-            seed,
-        }
-    }
-}
-
 impl Pruning {
     /// PFEC (Li et al. 2016) at one of its versions.
     pub fn pfec(version: Option<PfecVersion>) -> Self {
@@ -376,8 +365,7 @@ pub fn pruned_config(config: &ModelConfig, amount: &FilterAmount) -> Result<Mode
 
 /// The (group, channels kept) pairs of the groups an `amount` prunes.
 pub fn filter_targets(config: &ModelConfig, amount: &FilterAmount) -> Result<Vec<(String, usize)>> {
-    let groups = config.channel_groups();
-    let (ratio, chosen): (f64, Vec<_>) = match amount {
+    let (ratio, chosen) = match amount {
         FilterAmount::Version(version) => {
             return config.pfec_targets(*version).map_err(|e| {
                 Error::Config(format!(
@@ -385,29 +373,8 @@ pub fn filter_targets(config: &ModelConfig, amount: &FilterAmount) -> Result<Vec
                 ))
             });
         }
-        FilterAmount::Ratio(ratio) => (*ratio, groups),
-        FilterAmount::RatioOf { ratio, layers } => {
-            for l in layers {
-                if !groups
-                    .iter()
-                    .any(|g| selects(std::slice::from_ref(l), &g.name))
-                {
-                    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-                    return Err(Error::Config(format!(
-                        "--layers `{l}` names no channel group of {}; its groups are {}",
-                        config.name(),
-                        names.join(", ")
-                    )));
-                }
-            }
-            (
-                *ratio,
-                groups
-                    .into_iter()
-                    .filter(|g| selects(layers, &g.name))
-                    .collect(),
-            )
-        }
+        FilterAmount::Ratio(ratio) => (*ratio, selected_groups(config, None)?),
+        FilterAmount::RatioOf { ratio, layers } => (*ratio, selected_groups(config, Some(layers))?),
     };
     let mut targets = Vec::new();
     for g in chosen {
@@ -426,6 +393,35 @@ pub fn filter_targets(config: &ModelConfig, amount: &FilterAmount) -> Result<Vec
         }
     }
     Ok(targets)
+}
+
+/// The channel groups a ratio applies to: all of them, or those `layers` selects, each entry
+/// checked to select at least one.
+fn selected_groups(
+    config: &ModelConfig,
+    layers: Option<&[String]>,
+) -> Result<Vec<prune_core::ChannelGroup>> {
+    let groups = config.channel_groups();
+    let Some(layers) = layers else {
+        return Ok(groups);
+    };
+    for l in layers {
+        if !groups
+            .iter()
+            .any(|g| selects(std::slice::from_ref(l), &g.name))
+        {
+            let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            return Err(Error::Config(format!(
+                "--layers `{l}` names no channel group of {}; its groups are {}",
+                config.name(),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|g| selects(layers, &g.name))
+        .collect())
 }
 
 /// Prunes `model` as `req` says and writes the result into `req.out`.
@@ -469,32 +465,18 @@ pub fn prune_model(model: &Model, req: &PruneRequest) -> Result<PruneOutcome> {
                     criterion.name()
                 )));
             };
-            let shape = spec.dataset.shape();
-            if config.in_channels() != shape.channels
-                || config.num_classes() != spec.dataset.num_classes()
-            {
-                return Err(Error::Config(format!(
-                    "{}: the model takes {} channels and {} classes, {} has {} and {}",
-                    criterion.name(),
-                    config.in_channels(),
-                    config.num_classes(),
-                    spec.dataset,
-                    shape.channels,
-                    spec.dataset.num_classes()
-                )));
-            }
+            train::engine::check_fits(&config, spec.dataset)
+                .map_err(|e| Error::Config(format!("{}: {e}", criterion.name())))?;
             // Per layer the counts; globally the groups that compete (every selected one).
             let targets = match ranking {
                 Ranking::PerLayer => filter_targets(&config, amount)?,
                 Ranking::Global => {
                     let layers = match amount {
-                        FilterAmount::RatioOf { layers, .. } => Some(layers),
+                        FilterAmount::RatioOf { layers, .. } => Some(layers.as_slice()),
                         _ => None,
                     };
-                    config
-                        .channel_groups()
+                    selected_groups(&config, layers)?
                         .into_iter()
-                        .filter(|g| layers.is_none_or(|l| selects(l, &g.name)))
                         .map(|g| (g.name, g.channels))
                         .collect()
                 }

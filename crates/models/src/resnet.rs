@@ -79,12 +79,23 @@ impl ResNet {
         if let Some(logits) = crate::fast::infer(self, x).map_err(candle_core::Error::wrap)? {
             return Ok(logits);
         }
-        let mut x = conv_bn_relu(&self.conv1, &self.bn1, &x.detach(), false)?.detach();
-        for block in &self.blocks {
-            x = block.forward_t(&x, false)?.detach();
-        }
+        let x = self.eval_blocks(x, None)?;
         let x = x.avg_pool2d(8)?.flatten_from(1)?;
         Ok(self.fc.forward(&x)?.detach())
+    }
+
+    /// The stem and the blocks in evaluation mode, every output detached; each block's first
+    /// conv's map after its BatchNorm and ReLU also pushed onto `maps` where given.
+    fn eval_blocks(&self, x: &Tensor, mut maps: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
+        let mut x = conv_bn_relu(&self.conv1, &self.bn1, &x.detach(), false)?.detach();
+        for block in &self.blocks {
+            let (out, mid) = block.forward_with_mid(&x, false)?;
+            if let Some(maps) = maps.as_deref_mut() {
+                maps.push(mid.detach());
+            }
+            x = out.detach();
+        }
+        Ok(x)
     }
 }
 
@@ -92,13 +103,8 @@ impl ResNet {
     /// HRank's maps, evaluation mode, detached: each block's `relu(bn1(conv1(x)))`, the map of
     /// its channel group (`layer{s}.{i}.conv1`), block by block.
     pub(crate) fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let mut x = conv_bn_relu(&self.conv1, &self.bn1, &x.detach(), false)?.detach();
         let mut maps = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (out, mid) = block.forward_with_mid(&x, false)?;
-            maps.push(mid.detach());
-            x = out.detach();
-        }
+        self.eval_blocks(x, Some(&mut maps))?;
         Ok(maps)
     }
 }

@@ -6,7 +6,7 @@
 use candle_core::{DType, ModuleT, Tensor};
 use prune_core::{GroupScores, RankAccumulator, TaylorAccumulator};
 
-use crate::config::{ModelConfig, VggItem};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::{Model, Network};
 
@@ -41,40 +41,28 @@ impl Model {
     }
 
     /// Per channel group, the BatchNorm right after its conv, whose scale and shift Taylor's
-    /// gate criterion reads: ResNet `layer{s}.{i}.bn1`, VGG `feature.{idx + 1}`. `None` for a
-    /// DenseNet: its BatchNorms come before the convs and each group's channels pass through
-    /// several of them, so there is no single gate after a filter.
+    /// gate criterion reads: the one BatchNorm among the group's members (ResNet
+    /// `layer{s}.{i}.bn1`, VGG `feature.{idx + 1}`). `None` for a DenseNet: its BatchNorms come
+    /// before the convs and each group's channels pass through several of them, so there is no
+    /// single gate after a filter.
     pub fn group_batch_norms(&self) -> Option<Vec<(String, String)>> {
-        let groups = self.config().channel_groups();
-        match self.config() {
-            ModelConfig::ResNet(_) => Some(
-                groups
-                    .into_iter()
-                    .map(|g| {
-                        let bn = g.name.trim_end_matches("conv1").to_string() + "bn1";
-                        (g.name, bn)
-                    })
-                    .collect(),
-            ),
-            ModelConfig::Vgg(c) => {
-                let convs = c
-                    .cfg
-                    .iter()
-                    .filter(|i| matches!(i, VggItem::Conv(_)))
-                    .count();
-                debug_assert_eq!(convs, groups.len());
-                Some(
-                    groups
-                        .into_iter()
-                        .map(|g| {
-                            let idx: usize = g.name["feature.".len()..].parse().unwrap_or(0);
-                            (g.name, format!("feature.{}", idx + 1))
-                        })
-                        .collect(),
-                )
-            }
-            ModelConfig::DenseNet(_) => None,
+        if matches!(self.config(), ModelConfig::DenseNet(_)) {
+            return None;
         }
+        self.config()
+            .channel_groups()
+            .into_iter()
+            .map(|g| {
+                let mut bns = g
+                    .members
+                    .iter()
+                    .filter_map(|m| m.tensor.strip_suffix(".running_mean"));
+                match (bns.next(), bns.next()) {
+                    (Some(bn), None) => Some((g.name.clone(), bn.to_string())),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 }
 
@@ -121,6 +109,14 @@ pub fn taylor_scores(
             .map(|(_, v)| v.clone())
             .ok_or_else(|| Error::Config(format!("Taylor: the model has no variable `{name}`")))
     };
+    // Each group's (name, BatchNorm, gamma, beta), looked up once.
+    let gates = bns
+        .into_iter()
+        .map(|(group, bn)| {
+            let (gamma, beta) = (var(&format!("{bn}.weight"))?, var(&format!("{bn}.bias"))?);
+            Ok((group, bn, gamma, beta))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let saved: Vec<(String, Tensor)> = model
         .tensors()?
         .into_iter()
@@ -140,15 +136,14 @@ pub fn taylor_scores(
                 )));
             }
             let grads = loss.backward()?;
-            for (group, bn) in &bns {
-                let (gamma, beta) = (var(&format!("{bn}.weight"))?, var(&format!("{bn}.bias"))?);
+            for (group, bn, gamma, beta) in &gates {
                 let grad = |v: &candle_core::Var| {
                     grads
                         .get(v.as_tensor())
                         .cloned()
                         .ok_or_else(|| Error::Config(format!("Taylor: no gradient reached `{bn}`")))
                 };
-                let (dg, db) = (grad(&gamma)?, grad(&beta)?);
+                let (dg, db) = (grad(gamma)?, grad(beta)?);
                 acc.add(group, (gamma.as_tensor(), &dg), (beta.as_tensor(), &db))?;
             }
             seen += 1;

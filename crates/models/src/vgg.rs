@@ -61,13 +61,20 @@ impl Vgg {
     pub(crate) fn infer(&self, x: &Tensor) -> Result<Tensor> {
         let x = match crate::fast::vgg_features(self, x).map_err(candle_core::Error::wrap)? {
             Some(features) => features,
-            None => self.features_t(&x.detach(), false, true)?,
+            None => self.features_t(&x.detach(), false, true, None)?,
         };
         Ok(self.head_t(&x, false)?.detach())
     }
 
-    /// The feature layers, each output detached where `detach` is set.
-    fn features_t(&self, x: &Tensor, train: bool, detach: bool) -> Result<Tensor> {
+    /// The feature layers, each output detached where `detach` is set; every conv's output
+    /// after its BatchNorm and ReLU also pushed onto `maps` where given.
+    fn features_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        detach: bool,
+        mut maps: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
         for f in &self.features {
             x = match f {
@@ -77,6 +84,9 @@ impl Vgg {
             if detach {
                 x = x.detach();
             }
+            if let (Some(maps), Feature::ConvBnRelu(..)) = (maps.as_deref_mut(), f) {
+                maps.push(x.clone());
+            }
         }
         Ok(x)
     }
@@ -84,18 +94,8 @@ impl Vgg {
     /// HRank's maps, evaluation mode, detached: every conv's output after its BatchNorm and ReLU
     /// (the map of its channel group `feature.{idx}`), conv by conv.
     pub(crate) fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let mut x = x.detach();
         let mut maps = Vec::new();
-        for f in &self.features {
-            x = match f {
-                Feature::ConvBnRelu(conv, bn) => {
-                    let y = conv_bn_relu(conv, bn, &x, false)?.detach();
-                    maps.push(y.clone());
-                    y
-                }
-                Feature::MaxPool => max_pool2(&x)?,
-            };
-        }
+        self.features_t(&x.detach(), false, true, Some(&mut maps))?;
         Ok(maps)
     }
 
@@ -110,6 +110,6 @@ impl Vgg {
 
 impl ModuleT for Vgg {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.head_t(&self.features_t(x, train, false)?, train)
+        self.head_t(&self.features_t(x, train, false, None)?, train)
     }
 }

@@ -163,17 +163,20 @@ fn check_spec(spec: &ExperimentSpec) -> Result<()> {
             spec.val_fraction
         )));
     }
-    let shape = spec.dataset.shape();
-    if spec.model.in_channels() != shape.channels
-        || spec.model.num_classes() != spec.dataset.num_classes()
-    {
+    check_fits(&spec.model, spec.dataset)
+}
+
+/// Whether `model` takes `dataset`'s images and classes: an error saying both where not.
+pub fn check_fits(model: &models::ModelConfig, dataset: datasets::DatasetKind) -> Result<()> {
+    let shape = dataset.shape();
+    if model.in_channels() != shape.channels || model.num_classes() != dataset.num_classes() {
         return Err(Error::Config(format!(
             "the model takes {} channels and {} classes, {} has {} and {}",
-            spec.model.in_channels(),
-            spec.model.num_classes(),
-            spec.dataset,
+            model.in_channels(),
+            model.num_classes(),
+            dataset,
             shape.channels,
-            spec.dataset.num_classes()
+            dataset.num_classes()
         )));
     }
     Ok(())
